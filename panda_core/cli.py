@@ -1,0 +1,173 @@
+"""`python -m panda_core COMMAND`: the command-line contract of DESIGN.md.
+
+With --json, exactly one JSON document goes to stdout; logs and progress bars
+go to stderr. Bad input exits non-zero with a one-line error, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .errors import PandaError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {}
+
+
+def command(name: str):
+    def wrap(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return wrap
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def tqdm_progress(total: int, desc: str):
+    """A progress callback for train-loop dicts, drawn with tqdm on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(info: dict) -> None:
+        bar.n = info.get("step", bar.n)
+        post = {"loss": f"{info['loss']:.3f}"} if "loss" in info else {}
+        if "dev_acc" in info:
+            post["dev"] = f"{info['dev_acc']:.3f}"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+        if bar.n >= total:
+            bar.close()
+
+    return update
+
+
+def stage_progress(stage: str, fraction: float) -> None:
+    log(f"[{fraction * 100:5.1f}%] {stage}")
+
+
+# ------------------------------------------------------------------ commands
+@command("setup")
+def cmd_setup(args) -> Any:
+    from . import backbones, tasks
+
+    return {"backbones": backbones.prepare_backbones(progress=stage_progress),
+            "tasks": tasks.prepare(progress=stage_progress)}
+
+
+@command("data")
+def cmd_data(args) -> Any:
+    from . import tasks
+
+    if args.action != "prepare":
+        raise PandaError(f"unknown data action '{args.action}'; use: data prepare")
+    return {"tasks": tasks.prepare(args.tasks or None, progress=stage_progress)}
+
+
+@command("tasks")
+def cmd_tasks(args) -> Any:
+    from . import tasks
+
+    if args.action == "add":
+        if not args.name or not args.file:
+            raise PandaError("tasks add needs --name and --file")
+        labels = args.label_names.split(",") if args.label_names else None
+        return tasks.add_user_task(args.name, args.file, text_col=args.text_col, label_col=args.label_col,
+                                   text_b_col=args.text_b_col, label_names=labels)
+    if args.action not in (None, "list"):
+        raise PandaError(f"unknown tasks action '{args.action}'; use: tasks [list] | tasks add")
+    return tasks.list_tasks()
+
+
+@command("backbones")
+def cmd_backbones(args) -> Any:
+    from . import backbones
+
+    return backbones.list_backbones()
+
+
+@command("train")
+def cmd_train(args) -> Any:
+    from .runs import train_prompt
+    from .train import TrainConfig
+
+    cfg = TrainConfig(steps=args.steps, prompt_length=args.prompt_len, seed=args.seed, lr=args.lr,
+                      batch_size=args.batch_size, head=args.head, eval_every=args.eval_every)
+    log(f"training a {args.prompt_len}-token prompt on {args.task} with {args.backbone} ({args.steps} steps)")
+    return train_prompt(args.task, args.backbone, cfg, progress=tqdm_progress(args.steps, args.task))
+
+
+@command("prompts")
+def cmd_prompts(args) -> Any:
+    from . import store
+
+    if args.action in (None, "list"):
+        return store.list_prompts(backbone=args.backbone, task=args.task)
+    raise PandaError(f"unknown prompts action '{args.action}'; use: prompts list")
+
+
+# -------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m panda_core", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return sp
+
+    add("setup", "prepare backbones and the offline task suite (idempotent)")
+    sp = add("data", "data prepare: build the offline task suite into the cache")
+    sp.add_argument("action", choices=["prepare"])
+    sp.add_argument("--tasks", nargs="*")
+    sp = add("tasks", "list tasks, or add a user task from a file")
+    sp.add_argument("action", nargs="?", choices=["list", "add"])
+    sp.add_argument("--name")
+    sp.add_argument("--file")
+    sp.add_argument("--text-col", default="text")
+    sp.add_argument("--text-b-col")
+    sp.add_argument("--label-col", default="label")
+    sp.add_argument("--label-names", help="comma-separated label names in id order")
+    add("backbones", "list backbones")
+    sp = add("train", "prompt tuning from scratch")
+    sp.add_argument("--task", required=True)
+    sp.add_argument("--backbone", default="minilm")
+    sp.add_argument("--steps", type=int, default=300)
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--eval-every", type=int, default=50)
+    sp.add_argument("--head", action="store_true", help="also train a per-task linear head")
+    sp = add("prompts", "list prompts in the cache")
+    sp.add_argument("action", nargs="?", choices=["list"])
+    sp.add_argument("--backbone")
+    sp.add_argument("--task")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not os.environ.get("PANDA_ALLOW_HUB"):  # hub access only when the user opts in
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        out = COMMANDS[args.command](args)
+    except PandaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(out, default=str))
+    else:
+        print(json.dumps(out, indent=2, default=str))
+    return 0

@@ -1,0 +1,6 @@
+"""The project's own error: one line that names the problem and the fix."""
+
+
+class PandaError(Exception):
+    """A user-facing error. The CLI prints it as one line and exits non-zero;
+    the app shows it as a message. Never wraps a traceback for the user."""

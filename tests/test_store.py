@@ -1,0 +1,83 @@
+"""The prompt store and run registry: round trips, refusals, atomicity."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from panda_core import store
+from panda_core.errors import PandaError
+from panda_core.prompts import SoftPrompt
+
+
+def _prompt(**kw) -> SoftPrompt:
+    base = dict(tensor=torch.randn(5, 8), backbone="minilm", task="mr", seed=3, scores={"test_acc": 0.8})
+    return SoftPrompt(**(base | kw))
+
+
+def test_save_load_round_trip_keeps_tensor_head_and_metadata(private_cache):
+    head = {"weight": torch.randn(2, 8), "bias": torch.zeros(2)}
+    pid = store.save_prompt(_prompt(head=head))
+    back = store.load_prompt(pid, backbone="minilm", hidden_size=8, length=5)
+    assert torch.equal(back.tensor, store.read_prompt_file(store.prompt_path(pid)).tensor)
+    assert back.task == "mr" and back.seed == 3 and back.scores["test_acc"] == 0.8
+    assert torch.equal(back.head["weight"], head["weight"])
+    sidecar = json.loads(store.prompt_path(pid).with_suffix(".json").read_text())
+    assert sidecar["sha256"] == store.sha256_file(store.prompt_path(pid))
+    assert [r["id"] for r in store.list_prompts(task="mr")] == [pid]
+
+
+def test_load_refuses_wrong_backbone_hidden_size_and_length(private_cache):
+    pid = store.save_prompt(_prompt())
+    with pytest.raises(PandaError, match="hidden size 8"):
+        store.load_prompt(pid, backbone="mpnet", hidden_size=768)
+    with pytest.raises(PandaError, match="trained on backbone 'minilm'"):
+        store.load_prompt(pid, backbone="other", hidden_size=8)
+    with pytest.raises(PandaError, match="has 5 tokens"):
+        store.load_prompt(pid, backbone="minilm", hidden_size=8, length=20)
+
+
+def test_checksum_mismatch_is_refused(private_cache):
+    pid = store.save_prompt(_prompt())
+    path = store.prompt_path(pid)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(PandaError, match="checksum"):
+        store.load_prompt(pid)
+
+
+def test_pickle_and_garbage_files_are_refused_without_unpickling(private_cache, tmp_path):
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"prompt": [1, 2, 3]}))
+    with pytest.raises(PandaError, match="pickle"):
+        store.read_prompt_file(evil)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(PandaError, match="not a readable safetensors"):
+        store.read_prompt_file(junk)
+
+
+def test_nan_prompt_cannot_be_saved(private_cache):
+    t = torch.randn(3, 4)
+    t[1, 1] = float("nan")
+    with pytest.raises(PandaError, match="NaN"):
+        store.save_prompt(_prompt(tensor=t))
+
+
+def test_prompt_ids_cannot_escape_the_cache(private_cache):
+    with pytest.raises(PandaError, match="not a valid prompt id"):
+        store.prompt_path("../../etc/passwd")
+
+
+def test_runs_and_curves_are_recorded(private_cache):
+    rid = store.create_run("train", "pt", "mr", "minilm", {"steps": 3})
+    store.add_curve_point(rid, 0, 0.5)
+    store.add_curve_point(rid, 10, 0.75)
+    store.update_run(rid, status="done", result={"test_acc": 0.7})
+    run = store.get_run(rid)
+    assert run["status"] == "done" and run["result"]["test_acc"] == 0.7
+    assert store.curve(rid) == [(0, 0.5), (10, 0.75)]
