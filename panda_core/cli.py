@@ -113,6 +113,48 @@ def cmd_prompts(args) -> Any:
     raise PandaError(f"unknown prompts action '{args.action}'; use: prompts list")
 
 
+@command("transfer")
+def cmd_transfer(args) -> Any:
+    from .train import TrainConfig
+    from .transfer import TransferConfig, run_transfer
+
+    cfg = TransferConfig(
+        train=TrainConfig(steps=args.steps, prompt_length=args.prompt_len, seed=args.seed, lr=args.lr,
+                          eval_every=args.eval_every),
+        lambda_max=args.lambda_max, kd_form=args.kd_form, teacher=args.teacher, student_init=args.student_init,
+        fixed_lambda=args.fixed_lambda,
+    )
+    log(f"{args.method}: {args.source or '-'} -> {args.target} on {args.backbone}")
+    return run_transfer(args.source, args.target, args.method, args.backbone, cfg,
+                        progress=tqdm_progress(args.steps, args.method), reuse=not args.no_reuse)
+
+
+@command("similarity")
+def cmd_similarity(args) -> Any:
+    from .similarity import similarity_table
+
+    window = tuple(int(x) for x in args.layers.split(":")) if args.layers else None
+    return similarity_table(args.metric, args.backbone, args.tasks or None, prompt_length=args.prompt_len,
+                            layers=window, n_inputs=args.n_inputs)
+
+
+@command("project")
+def cmd_project(args) -> Any:
+    from .projector import run_projection
+
+    log(f"projector {args.source_backbone} -> {args.target_backbone} ({args.method}) on {args.train_task}")
+    return run_projection(args.source_backbone, args.target_backbone, args.train_task, args.method,
+                          eval_tasks=args.eval_tasks or None, steps=args.steps, prompt_length=args.prompt_len,
+                          seed=args.seed, progress=tqdm_progress(args.steps, "projector"))
+
+
+@command("worker")
+def cmd_worker(args) -> Any:
+    from .jobs import work
+
+    return {"run_id": args.run_id, "exit": work(args.run_id)}
+
+
 # -------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m panda_core", description=__doc__)
@@ -146,6 +188,40 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--eval-every", type=int, default=50)
     sp.add_argument("--head", action="store_true", help="also train a per-task linear head")
+    sp = add("transfer", "transfer a prompt from a source task to a target task")
+    sp.add_argument("--source")
+    sp.add_argument("--target", required=True)
+    sp.add_argument("--method", required=True, choices=["zero-shot", "pt", "pot", "panda", "model-tuning"])
+    sp.add_argument("--backbone", default="minilm")
+    sp.add_argument("--steps", type=int, default=300)
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--eval-every", type=int, default=50)
+    sp.add_argument("--lambda-max", type=float, default=1.0)
+    sp.add_argument("--fixed-lambda", type=float, help="use this distillation weight instead of the metric")
+    sp.add_argument("--kd-form", choices=["scaled", "code"], default="scaled")
+    sp.add_argument("--teacher", choices=["pot", "source"], default="pot")
+    sp.add_argument("--student-init", choices=["source", "random"], default="source")
+    sp.add_argument("--no-reuse", action="store_true", help="rerun even if an identical run is stored")
+    sp = add("similarity", "indicator matrix over the cached prompts of a backbone")
+    sp.add_argument("--metric", required=True, choices=["e_concat", "e_avg", "c_concat", "c_avg", "spot", "on", "panda"])
+    sp.add_argument("--backbone", default="minilm")
+    sp.add_argument("--tasks", nargs="*")
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--layers", help="ON layer window start:end (end exclusive)")
+    sp.add_argument("--n-inputs", type=int, default=32, help="target inputs for the PANDA metric")
+    sp = add("project", "train a cross-backbone projector and evaluate projected prompts")
+    sp.add_argument("--source-backbone", default="minilm")
+    sp.add_argument("--target-backbone", required=True)
+    sp.add_argument("--train-task", required=True)
+    sp.add_argument("--method", choices=["distance", "task"], default="task")
+    sp.add_argument("--eval-tasks", nargs="*")
+    sp.add_argument("--steps", type=int, default=200)
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--seed", type=int, default=0)
+    sp = add("worker", "run one queued background job (used by the app)")
+    sp.add_argument("run_id")
     sp = add("prompts", "list prompts in the cache")
     sp.add_argument("action", nargs="?", choices=["list"])
     sp.add_argument("--backbone")

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     prompt_id TEXT,
     key TEXT,                      -- identity of the work, for resumable sweeps
+    pid INTEGER,                   -- worker process, for background jobs
+    progress TEXT,                 -- latest progress dict (JSON)
+    cancel INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -253,9 +256,16 @@ def create_run(
 
 
 def update_run(run_id: str, status: str | None = None, result: dict | None = None,
-               error: str | None = None, prompt_id: str | None = None) -> None:
+               error: str | None = None, prompt_id: str | None = None, pid: int | None = None,
+               progress: dict | None = None, cancel: bool | None = None) -> None:
     sets, args = ["updated = ?"], [time.time()]
-    for col, val in (("status", status), ("error", error), ("prompt_id", prompt_id)):
+    if progress is not None:
+        sets.append("progress = ?")
+        args.append(json.dumps(progress, default=str))
+    if cancel is not None:
+        sets.append("cancel = ?")
+        args.append(int(cancel))
+    for col, val in (("status", status), ("error", error), ("prompt_id", prompt_id), ("pid", pid)):
         if val is not None:
             sets.append(f"{col} = ?")
             args.append(val)
@@ -300,4 +310,22 @@ def _decode_run(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"]) if row.get("config") else {}
     row["result"] = json.loads(row["result"]) if row.get("result") else None
+    row["progress"] = json.loads(row["progress"]) if row.get("progress") else None
     return row
+
+
+def claim_run(run_id: str, max_running: int) -> bool:
+    """Atomically move a queued run to running if fewer than `max_running`
+    background runs are running; False means: wait and try again."""
+    with transaction() as conn:
+        busy = conn.execute("SELECT COUNT(*) FROM runs WHERE status='running' AND pid IS NOT NULL").fetchone()[0]
+        if busy >= max_running:
+            return False
+        cur = conn.execute("UPDATE runs SET status='running', updated=? WHERE id=? AND status='queued'",
+                           (time.time(), run_id))
+        return cur.rowcount == 1
+
+
+def cancel_requested(run_id: str) -> bool:
+    rows = _query("SELECT cancel FROM runs WHERE id=?", (run_id,))
+    return bool(rows and rows[0]["cancel"])
