@@ -106,11 +106,22 @@ def cmd_train(args) -> Any:
 
 @command("prompts")
 def cmd_prompts(args) -> Any:
-    from . import store
+    from . import export, store
 
     if args.action in (None, "list"):
         return store.list_prompts(backbone=args.backbone, task=args.task)
-    raise PandaError(f"unknown prompts action '{args.action}'; use: prompts list")
+    if not args.target:
+        raise PandaError(f"prompts {args.action} needs a FILE (import) or an ID (export)")
+    if args.action == "import":
+        return export.import_prompt(args.target, backbone=args.backbone, task=args.task)
+    return export.export_prompt(args.target, args.format, args.out)
+
+
+@command("doctor")
+def cmd_doctor(args) -> Any:
+    from .doctor import check
+
+    return check(fix=args.fix)
 
 
 @command("transfer")
@@ -222,10 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp = add("worker", "run one queued background job (used by the app)")
     sp.add_argument("run_id")
-    sp = add("prompts", "list prompts in the cache")
-    sp.add_argument("action", nargs="?", choices=["list"])
+    sp = add("prompts", "list, import or export prompts")
+    sp.add_argument("action", nargs="?", choices=["list", "import", "export"])
+    sp.add_argument("target", nargs="?", help="FILE or PEFT folder (import), prompt ID (export)")
     sp.add_argument("--backbone")
     sp.add_argument("--task")
+    sp.add_argument("--format", choices=["safetensors", "peft"], default="safetensors")
+    sp.add_argument("--out", default=".")
+    sp = add("doctor", "check the cache: checksums, orphans, half-written files, database")
+    sp.add_argument("--fix", action="store_true", help="remove half-written/orphan files, mark dead runs failed")
     return p
 
 
@@ -242,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if args.command == "doctor" and not out["ok"] and not args.fix:
+        print(json.dumps(out, default=str))
+        return 1
     if getattr(args, "json", False):
         print(json.dumps(out, default=str))
     else:

@@ -108,7 +108,8 @@ class PromptScorer:
             else:
                 out = self.tok(a, truncation=True, max_length=self.text_budget)
             ids = out["input_ids"]
-        labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
+        with torch.inference_mode(False):
+            labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
         enc = Encoded(ids=[list(x) for x in ids], labels=labels)
         self._cache[key] = (examples, enc)  # keep the list alive so its id stays unique
         return enc
@@ -216,16 +217,21 @@ class PromptScorer:
         return at.float()[:, self.verbalizer_ids()]
 
     # --------------------------------------------------------- label scoring
-    @torch.inference_mode()
     def label_keys(self) -> torch.Tensor:
-        """Normalised frozen embeddings of the label descriptions, (C, d)."""
+        """Normalised frozen embeddings of the label descriptions, (C, d).
+        Built as ordinary tensors (not inference tensors) so that training
+        may use them even if evaluation asked for them first."""
         if self._label_keys is None:
-            out = self.tok(list(self.task.descriptions), padding=True, return_tensors="pt").to(self.device)
-            hidden = self.backbone.model(**out).last_hidden_state
-            m = out["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1)
-            self._label_keys = F.normalize(pooled.float(), dim=-1)
-        return self._label_keys.clone()
+            with torch.inference_mode(False), torch.no_grad():
+                self._label_keys = self._describe_labels()
+        return self._label_keys
+
+    def _describe_labels(self) -> torch.Tensor:
+        out = self.tok(list(self.task.descriptions), padding=True, return_tensors="pt").to(self.device)
+        hidden = self.backbone.model(**out).last_hidden_state
+        m = out["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1)
+        return F.normalize(pooled.float(), dim=-1)
 
     def verbalizer_ids(self) -> torch.Tensor:
         """First sub-token id of each label word (with a leading space for BPE vocabularies)."""
@@ -242,7 +248,8 @@ class PromptScorer:
                     f"task '{self.task.name}': label words {self.task.verbalizers} share a first token; "
                     "choose distinct verbalizers"
                 )
-            self._verbalizer_ids = torch.tensor(ids, device=self.device)
+            with torch.inference_mode(False):
+                self._verbalizer_ids = torch.tensor(ids, device=self.device)
         return self._verbalizer_ids
 
     # -------------------------------------------------------------- evaluate
