@@ -159,6 +159,14 @@ def cmd_project(args) -> Any:
                           seed=args.seed, progress=tqdm_progress(args.steps, "projector"))
 
 
+@command("report")
+def cmd_report(args) -> Any:
+    from .report import StudyConfig, run_study
+
+    cfg = StudyConfig(backbone=args.backbone, seed=args.seed)
+    return run_study(cfg, stages=args.stages or None, log=log)
+
+
 @command("worker")
 def cmd_worker(args) -> Any:
     from .jobs import work
@@ -231,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=200)
     sp.add_argument("--prompt-len", type=int, default=20)
     sp.add_argument("--seed", type=int, default=0)
+    sp = add("report", "run the seeded reproduction study; writes docs/results.md")
+    sp.add_argument("--backbone", default="minilm")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--stages", nargs="*", choices=["pt", "zero_shot", "transfers", "indicators", "projectors"])
     sp = add("worker", "run one queued background job (used by the app)")
     sp.add_argument("run_id")
     sp = add("prompts", "list, import or export prompts")

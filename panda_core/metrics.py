@@ -124,7 +124,6 @@ def ffn_activations(backbone, prompt: torch.Tensor, options: OnOptions | None = 
     that task's inputs is returned instead."""
     options = options or OnOptions()
     captured: list[torch.Tensor] = []
-    read_at: dict[str, torch.Tensor | int] = {}
 
     def hook(_module, _inp, out):
         captured.append(out.detach())
@@ -137,7 +136,6 @@ def ffn_activations(backbone, prompt: torch.Tensor, options: OnOptions | None = 
             embeds, position = _prompt_alone(backbone, prompt.to(backbone.device))
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
             _forward_trunk(backbone, embeds, mask)
-            read_at["pos"] = position
             acts = torch.stack([c[0, position] for c in captured]) > 0
     finally:
         for h in handles:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -65,10 +66,11 @@ class TransferConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def key(self, method: str, source: str | None, target: str, backbone: str) -> str:
-        """Identity of the work: equal keys mean the same run (for resume and reuse)."""
+    def key(self, method: str, source: str | None, target: str, backbone: str, prompts: tuple = ()) -> str:
+        """Identity of the work: equal keys mean the same run (for resume and reuse).
+        `prompts` are the ids of the stored prompts the run reads."""
         knobs = self.to_dict() if method == Method.PANDA.value else {"train": asdict(self.train)}
-        blob = json.dumps([method, source, target, backbone, knobs], sort_keys=True, default=str)
+        blob = json.dumps([method, source, target, backbone, knobs, list(prompts)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -114,7 +116,11 @@ def run_transfer(
     if method != "pt" and not source:
         raise PandaError(f"method '{method}' needs a source task (--source)")
     bb = get_backbone(backbone)
-    key = config.key(method, source, target, bb.name)
+    length = config.train.prompt_length
+    used = [store.latest_prompt_id(source, bb.name, "pt", length)] if source else []
+    if method == "panda":
+        used.append(store.latest_prompt_id(target, bb.name, "pt", length))
+    key = config.key(method, source, target, bb.name, tuple(used))
     if reuse:
         done = store.done_run_for_key(key)
         if done is not None and done["result"]:
@@ -144,12 +150,11 @@ def _dispatch(method, source, target, bb, config: TransferConfig, progress, shou
     cfg = config.train
     src = source_prompt(source, bb.name, cfg.prompt_length) if source else None
     if method == "zero-shot":
+        t0 = time.perf_counter()
         acc = evaluate(bb, target, src.tensor, "test", head=None, limit=cfg.test_limit,
                        max_length=cfg.max_length, temperature=cfg.temperature)
-        on_eval(0, evaluate(bb, target, src.tensor, "dev", limit=cfg.dev_limit,
-                            max_length=cfg.max_length, temperature=cfg.temperature))
-        return {"test_acc": round(acc, 4), "dev_curve": store.curve(run_id), "seconds": 0.0, "kd_weight": None,
-                "source_prompt": src.prompt_id}
+        return {"test_acc": round(acc, 4), "dev_curve": [], "seconds": round(time.perf_counter() - t0, 1),
+                "kd_weight": None, "source_prompt": src.prompt_id}
 
     teacher, lam, transferability = None, None, None
     init = None
