@@ -167,6 +167,18 @@ def cmd_report(args) -> Any:
     return run_study(cfg, stages=args.stages or None, log=log)
 
 
+@command("pt-table")
+def cmd_pt_table(args) -> Any:
+    from .pt_table import pt_rows, render, update_readme
+    from .train import TrainConfig
+
+    cfg = TrainConfig()
+    rows = {b: pt_rows(b, cfg, train_missing=args.train, log=log, tasks=args.tasks if b != "minilm" else None)
+            for b in args.backbones}
+    update_readme(render(rows, cfg))
+    return rows
+
+
 @command("worker")
 def cmd_worker(args) -> Any:
     from .jobs import work
@@ -243,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backbone", default="minilm")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--stages", nargs="*", choices=["pt", "zero_shot", "transfers", "indicators", "projectors"])
+    sp = add("pt-table", "write the README's prompt-tuning table from stored runs")
+    sp.add_argument("--backbones", nargs="*", default=["minilm"])
+    sp.add_argument("--tasks", nargs="*", help="tasks for the non-default backbones")
+    sp.add_argument("--train", action="store_true", help="train the missing runs first")
     sp = add("worker", "run one queued background job (used by the app)")
     sp.add_argument("run_id")
     sp = add("prompts", "list, import or export prompts")
