@@ -167,6 +167,18 @@ def cmd_report(args) -> Any:
     return run_study(cfg, stages=args.stages or None, log=log)
 
 
+@command("sweep")
+def cmd_sweep(args) -> Any:
+    from .sweep import run_sweep
+    from .train import TrainConfig
+    from .transfer import TransferConfig
+
+    cfg = TransferConfig(train=TrainConfig(steps=args.steps, prompt_length=args.prompt_len, seed=args.seed,
+                                           eval_every=args.eval_every, train_limit=args.train_limit))
+    return run_sweep(args.sources, args.targets, args.methods, args.backbone, cfg, executor=args.executor,
+                     workers=args.workers, ray_address=args.ray_address, log=log)
+
+
 @command("pt-table")
 def cmd_pt_table(args) -> Any:
     from .pt_table import pt_rows, render, update_readme
@@ -255,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backbone", default="minilm")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--stages", nargs="*", choices=["pt", "zero_shot", "transfers", "indicators", "projectors"])
+    sp = add("sweep", "many transfers (sources x targets x methods), resumable")
+    sp.add_argument("--sources", nargs="+", required=True)
+    sp.add_argument("--targets", nargs="+", required=True)
+    sp.add_argument("--methods", nargs="+", default=["pot", "panda"])
+    sp.add_argument("--backbone", default="minilm")
+    sp.add_argument("--executor", choices=["local", "ray"], default="local")
+    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    sp.add_argument("--steps", type=int, default=300)
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--eval-every", type=int, default=50)
+    sp.add_argument("--train-limit", type=int, help="use only the first N training examples of each target")
     sp = add("pt-table", "write the README's prompt-tuning table from stored runs")
     sp.add_argument("--backbones", nargs="*", default=["minilm"])
     sp.add_argument("--tasks", nargs="*", help="tasks for the non-default backbones")
