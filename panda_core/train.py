@@ -139,6 +139,23 @@ def train(
             raise PandaError("distillation (kd_weight > 0) needs a teacher prompt")
         teacher = teacher_prompt.detach().float().to(backbone.device)
 
+    teacher_cache: dict[int, torch.Tensor] = {}
+
+    def teacher_logits(batch) -> torch.Tensor:
+        """The frozen teacher's class logits, computed once per training example
+        (eval mode, no gradient) and cached: later epochs cost no extra forward."""
+        todo = [i for i, ex in enumerate(batch.index.tolist()) if ex not in teacher_cache]
+        if todo:
+            sub = scorer.collate(enc_train, batch.index[todo])
+            was = model.training
+            model.eval()
+            with torch.no_grad():
+                z_t = scorer.logits(sub, teacher, None).float()  # teacher scores through the labels
+            model.train(was)
+            for row, i in enumerate(todo):
+                teacher_cache[int(batch.index[i])] = z_t[row]
+        return torch.stack([teacher_cache[int(i)] for i in batch.index.tolist()])
+
     gen = torch.Generator().manual_seed(config.seed)
     enc_train = scorer.encode(train_ex)
     enc_dev = scorer.encode(dev_ex)
@@ -168,15 +185,13 @@ def train(
         z = scorer.logits(batch, prompt, head)
         loss = F.cross_entropy(z, batch.labels)
         if teacher is not None:
-            with torch.no_grad():
-                z_t = scorer.logits(batch, teacher, head)  # frozen teacher: no gradient
-            loss = loss + config.kd_weight * F.mse_loss(z, z_t)
+            loss = loss + config.kd_weight * F.mse_loss(z, teacher_logits(batch))
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([prompt], 1.0)
         optim.step()
         sched.step()
-        info = {"step": step, "steps": config.steps, "loss": float(loss)}
+        info = {"step": step, "steps": config.steps, "loss": float(loss.detach())}
         if not math.isfinite(info["loss"]):
             raise PandaError(f"training diverged at step {step} (loss {info['loss']}); lower the learning rate")
         if step % config.eval_every == 0 or step == config.steps:
