@@ -53,6 +53,24 @@ def stage_progress(stage: str, fraction: float) -> None:
     log(f"[{fraction * 100:5.1f}%] {stage}")
 
 
+def _limits(args) -> dict:
+    """--train-limit/--dev-limit/--test-limit given on the command line."""
+    out = {}
+    for name in ("train_limit", "dev_limit", "test_limit"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if value < 1:
+                raise PandaError(f"--{name.replace('_', '-')} must be at least 1")
+            out[name] = value
+    return out
+
+
+def add_limits(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--train-limit", type=int, help="use only the first N training examples")
+    sp.add_argument("--dev-limit", type=int, help="evaluate on the first N dev examples (default 500)")
+    sp.add_argument("--test-limit", type=int, help="report test accuracy on the first N test examples")
+
+
 # ------------------------------------------------------------------ commands
 @command("setup")
 def cmd_setup(args) -> Any:
@@ -99,7 +117,8 @@ def cmd_train(args) -> Any:
     from .train import TrainConfig
 
     cfg = TrainConfig(steps=args.steps, prompt_length=args.prompt_len, seed=args.seed, lr=args.lr,
-                      batch_size=args.batch_size, head=args.head, eval_every=args.eval_every)
+                      batch_size=args.batch_size, head=args.head, eval_every=args.eval_every,
+                      **_limits(args))
     log(f"training a {args.prompt_len}-token prompt on {args.task} with {args.backbone} ({args.steps} steps)")
     return train_prompt(args.task, args.backbone, cfg, progress=tqdm_progress(args.steps, args.task))
 
@@ -131,7 +150,7 @@ def cmd_transfer(args) -> Any:
 
     cfg = TransferConfig(
         train=TrainConfig(steps=args.steps, prompt_length=args.prompt_len, seed=args.seed, lr=args.lr,
-                          eval_every=args.eval_every),
+                          eval_every=args.eval_every, **_limits(args)),
         lambda_max=args.lambda_max, kd_form=args.kd_form, teacher=args.teacher, student_init=args.student_init,
         fixed_lambda=args.fixed_lambda,
     )
@@ -177,6 +196,16 @@ def cmd_sweep(args) -> Any:
                                            eval_every=args.eval_every, train_limit=args.train_limit))
     return run_sweep(args.sources, args.targets, args.methods, args.backbone, cfg, executor=args.executor,
                      workers=args.workers, ray_address=args.ray_address, log=log)
+
+
+@command("bench")
+def cmd_bench(args) -> Any:
+    from .bench import run_bench, write_docs
+
+    out = run_bench(quick=args.quick, backbones=args.backbones or None, log=log)
+    if args.write_docs:
+        log(f"wrote {write_docs(out)}")
+    return out
 
 
 @command("pt-table")
@@ -231,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--eval-every", type=int, default=50)
     sp.add_argument("--head", action="store_true", help="also train a per-task linear head")
+    add_limits(sp)
     sp = add("transfer", "transfer a prompt from a source task to a target task")
     sp.add_argument("--source")
     sp.add_argument("--target", required=True)
@@ -247,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--teacher", choices=["pot", "source"], default="pot")
     sp.add_argument("--student-init", choices=["source", "random"], default="source")
     sp.add_argument("--no-reuse", action="store_true", help="rerun even if an identical run is stored")
+    add_limits(sp)
     sp = add("similarity", "indicator matrix over the cached prompts of a backbone")
     sp.add_argument("--metric", required=True, choices=["e_concat", "e_avg", "c_concat", "c_avg", "spot", "on", "panda"])
     sp.add_argument("--backbone", default="minilm")
@@ -280,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--eval-every", type=int, default=50)
     sp.add_argument("--train-limit", type=int, help="use only the first N training examples of each target")
+    sp = add("bench", "the performance harness: ours against PEFT, the hardware floor and naive loops")
+    sp.add_argument("--quick", action="store_true", help="minilm only, small sizes, few repetitions (CI)")
+    sp.add_argument("--backbones", nargs="*", help="backbones of the step cases (default: minilm mpnet)")
+    sp.add_argument("--write-docs", action="store_true", help="render docs/performance.md from this run")
     sp = add("pt-table", "write the README's prompt-tuning table from stored runs")
     sp.add_argument("--backbones", nargs="*", default=["minilm"])
     sp.add_argument("--tasks", nargs="*", help="tasks for the non-default backbones")

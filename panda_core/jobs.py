@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths, store
+from . import atomic, paths, store
 from .errors import PandaError
 
 ACTIVE = ("queued", "running")
+LEGACY_STALE_SECONDS = 6 * 3600
 
 
 def max_jobs() -> int:
@@ -61,7 +62,9 @@ def cancel(run_id: str) -> None:
     run = store.get_run(run_id)
     if run is None:
         raise PandaError(f"unknown run '{run_id}'")
-    if run["status"] == "queued":
+    if run_is_dead(run):
+        store.fail_dead_run(run_id, DEAD_ERROR)
+    elif run["status"] == "queued":
         store.update_run(run_id, status="cancelled", cancel=True, error="cancelled before it started")
     elif run["status"] == "running":
         store.update_run(run_id, cancel=True)
@@ -79,20 +82,64 @@ def _alive(pid: int | None) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     if stat.exists():  # a zombie is not alive
         try:
-            return stat.read_text().split()[2] != "Z"
-        except (OSError, IndexError):
+            text = stat.read_text()
+            return text[text.rindex(")") + 2:].split()[0] not in ("Z", "X")
+        except (OSError, IndexError, ValueError):
             return True
     return True
 
 
+def run_is_dead(run: dict) -> bool:
+    """True when an active (queued/running) run has lost the process that
+    owns it: its recorded owner (host, pid, start time) is gone, or - for a
+    background job not yet claimed - its worker pid is gone. A "running" run
+    with no recorded process (written by an older version) counts as dead
+    once it has not been updated for 6 hours. Runs owned by another machine,
+    and queued runs nobody launched, are never judged dead."""
+    if run.get("status") not in ACTIVE:
+        return False
+    owner = run.get("owner")
+    if owner:
+        alive = atomic.token_alive(owner)
+        if alive is not None:
+            return not alive
+    if run.get("pid"):
+        return not _alive(run["pid"])
+    # "running" with no recorded process: written by a version before owners were recorded
+    return run["status"] == "running" and time.time() - float(run.get("updated") or 0) > LEGACY_STALE_SECONDS
+
+
+class Terminated(BaseException):
+    """Raised in a worker on SIGTERM; recorded as the run's error."""
+
+
+DEAD_ERROR = "the process running it died (killed or crashed); rerun it"
+
+
 def reap() -> list[str]:
-    """Mark runs whose worker process is gone as failed; returns their ids."""
+    """Mark runs whose process is gone as failed; returns their ids."""
     dead = []
-    for run in store.list_runs(limit=2000):
-        if run["status"] in ACTIVE and run.get("pid") and not _alive(run["pid"]):
-            store.update_run(run["id"], status="failed", error="the worker process died (killed or crashed); rerun it")
+    for run in store.list_runs(limit=100000):
+        if run_is_dead(run) and store.fail_dead_run(run["id"], DEAD_ERROR):
             dead.append(run["id"])
     return dead
+
+
+def retry(run_id: str, launch: bool = True) -> str:
+    """Queue a failed or cancelled background job again with the same
+    parameters; returns the new run id. Transfers whose identical work has
+    finished meanwhile are reused rather than recomputed (their key)."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise PandaError(f"unknown run '{run_id}'")
+    if run["status"] in ACTIVE and not run_is_dead(run):
+        raise PandaError(f"run {run_id} is still {run['status']}; cancel it first or wait for it")
+    params = (run.get("config") or {}).get("job")
+    if not isinstance(params, dict):
+        raise PandaError(f"run {run_id} was started from the command line, not as a job; run the same command again")
+    if run["status"] in ACTIVE:
+        store.fail_dead_run(run_id, DEAD_ERROR)
+    return submit(run["kind"], params, launch=launch)
 
 
 def list_jobs(limit: int = 100) -> list[dict]:
@@ -122,11 +169,13 @@ def work(run_id: str) -> int:
     if run is None:
         raise PandaError(f"unknown run '{run_id}'")
     store.update_run(run_id, pid=os.getpid())
+    _exit_on_sigterm()
     while not store.claim_run(run_id, max_jobs()):
         run = store.get_run(run_id)
         if run["status"] != "queued":
             return 0  # cancelled while waiting, or claimed elsewhere
         store.update_run(run_id, progress={"waiting": True})
+        reap()  # a killed worker must not hold its slot for ever
         time.sleep(1.0)
     params = run["config"]["job"]
     last = [0.0]
@@ -152,6 +201,9 @@ def work(run_id: str) -> int:
     except PandaError as err:
         store.update_run(run_id, status="failed", error=str(err))
         return 2
+    except Terminated as err:
+        store.fail_dead_run(run_id, str(err))
+        return 143
     except Exception as err:  # recorded for the UI; the log file has the traceback
         import traceback
 
@@ -159,6 +211,20 @@ def work(run_id: str) -> int:
         store.update_run(run_id, status="failed", error=f"{type(err).__name__}: {err}"[:500])
         return 1
     return 0
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (a polite kill, a shutdown) unwinds the worker like an error,
+    so its run is recorded as failed instead of left running."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Terminated("stopped by a termination signal (SIGTERM); rerun it")
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling work() directly)
+        pass
 
 
 def _execute(kind: str, params: dict, run_id: str, progress, should_stop) -> None:

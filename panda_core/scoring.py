@@ -19,6 +19,7 @@ label-description scoring with ``head(features)``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,13 +32,38 @@ from .tasks import Example, TaskSpec
 
 @dataclass
 class Encoded:
-    """A tokenised split: one id list per example (special tokens included)."""
+    """A tokenised split: one id list per example (special tokens included),
+    and the same ids as one right-padded (N, longest) tensor with their lengths,
+    so that a batch is gathered by indexing instead of rebuilt row by row."""
 
     ids: list[list[int]]
     labels: torch.Tensor
+    padded: torch.Tensor | None = None  # (N, longest) long, filled with the pad id
+    lengths: torch.Tensor | None = None  # (N,) long
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def pad(self, pad_id: int) -> None:
+        """Build `padded` and `lengths` once (encode does it)."""
+        with torch.inference_mode(False):
+            lengths = torch.tensor([len(r) for r in self.ids], dtype=torch.long)
+            width = int(lengths.max()) if len(self.ids) else 0
+            padded = torch.full((len(self.ids), width), pad_id, dtype=torch.long)
+            for i, r in enumerate(self.ids):
+                padded[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        self.padded, self.lengths = padded, lengths
+
+
+# Tokenised splits shared by every scorer of the process, keyed by the tokenizer,
+# the text budget and the examples' content: a sweep worker, the PANDA metric and
+# repeated evaluations of one split tokenise it once. Bounded (oldest dropped).
+_ENCODED: dict[tuple, Encoded] = {}
+_ENCODED_MAX = 64
+
+
+def clear_encoding_cache() -> None:
+    _ENCODED.clear()
 
 
 @dataclass
@@ -93,6 +119,13 @@ class PromptScorer:
             return self._cache[key][1]
         if not examples:
             raise PandaError(f"task '{self.task.name}': no examples to score")
+        # the same texts (a fresh list from load_split, another scorer) are not tokenised again
+        content = (id(self.tok), self.kind, self.text_budget,
+                   tuple((ex.text_a, ex.text_b, ex.label) for ex in examples))
+        enc = _ENCODED.get(content)
+        if enc is not None:
+            self._cache[key] = (examples, enc)
+            return enc
         if self.kind == "causal":
             texts = [self._causal_text(ex) for ex in examples]
             out = self.tok(texts, truncation=True, max_length=self.text_budget, add_special_tokens=False)
@@ -111,8 +144,16 @@ class PromptScorer:
         with torch.inference_mode(False):
             labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
         enc = Encoded(ids=[list(x) for x in ids], labels=labels)
+        enc.pad(self.pad_id)
         self._cache[key] = (examples, enc)  # keep the list alive so its id stays unique
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.pop(next(iter(_ENCODED)))
+        _ENCODED[content] = enc
         return enc
+
+    @property
+    def pad_id(self) -> int:
+        return self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
 
     def _causal_text(self, ex: Example) -> str:
         if ex.text_b:
@@ -134,14 +175,13 @@ class PromptScorer:
             yield self.collate(enc, order[start : start + batch_size])
 
     def collate(self, enc: Encoded, index: torch.Tensor) -> Batch:
-        rows = [enc.ids[i] for i in index.tolist()]
-        width = max(len(r) for r in rows)
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        """The examples at `index`, padded to their own longest sequence."""
+        if enc.padded is None:
+            enc.pad(self.pad_id)
+        lengths = enc.lengths[index]
+        width = int(lengths.max())
+        ids = enc.padded[index, :width]
+        mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).long()
         return Batch(ids.to(self.device), mask.to(self.device), enc.labels[index].to(self.device), index)
 
     # ----------------------------------------------------------------- forward
@@ -176,13 +216,20 @@ class PromptScorer:
         out = base(inputs_embeds=embeds, attention_mask=mask)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
+    def autocast(self):
+        """bf16 autocast on CUDA; nothing on CPU (where bf16 matmuls are slower)."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def features(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         """The prompt-driven representation used for scoring, (B, d): mean of the
         text states (encoder), the `<mask>` state (MLM) or the last state (causal).
         PANDA's task embedding averages these over a task's inputs."""
-        embeds, mask, start = self._splice(batch, prompt)
-        hidden = self._trunk(embeds, mask)
-        return self._pool(hidden, mask, start, prompt.shape[-2])
+        with self.autocast():
+            embeds, mask, start = self._splice(batch, prompt)
+            hidden = self._trunk(embeds, mask)
+            return self._pool(hidden, mask, start, prompt.shape[-2])
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
         if self.kind == "mlm":
@@ -199,22 +246,51 @@ class PromptScorer:
         self, batch: Batch, prompt: torch.Tensor, head: torch.nn.Module | None = None
     ) -> torch.Tensor:
         """Class scores (B, C) for the task's labels."""
-        embeds, mask, start = self._splice(batch, prompt)
+        if head is not None:
+            return head(self.features(batch, prompt).float())
+        return self.class_scores(self.scoring_outputs(batch, prompt))
+
+    def scoring_outputs(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        """What the label scoring reads, in float32: the pooled features (B, d) on
+        encoders, the vocabulary logits at the scoring position (B, V) otherwise.
+        Independent of the task's labels, so one forward of a batch that mixes
+        tasks serves every task's `class_scores` (multitask training)."""
+        if self.kind == "encoder":
+            return self.features(batch, prompt).float()
         n = prompt.shape[-2]
-        if head is not None or self.kind == "encoder":
-            hidden = self._trunk(embeds, mask)
-            feats = self._pool(hidden, mask, start, n)
-            if head is not None:
-                return head(feats.float())
-            return self.temperature * F.normalize(feats.float(), dim=-1) @ self.label_keys().T
-        out = self.model(inputs_embeds=embeds, attention_mask=mask)
-        vocab_logits = out.logits
-        if self.kind == "mlm":
-            at = vocab_logits[:, start + n]
-        else:
-            last = mask.sum(1) - 1
-            at = vocab_logits[torch.arange(vocab_logits.shape[0], device=vocab_logits.device), last]
-        return at.float()[:, self.verbalizer_ids()]
+        with self.autocast():
+            embeds, mask, start = self._splice(batch, prompt)
+            rows = torch.arange(embeds.shape[0], device=embeds.device)
+            if self.kind == "mlm":
+                vocab_logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits
+                at = vocab_logits[:, start + n]
+            else:
+                last = mask.sum(1) - 1
+                if self._keeps_logits():
+                    # the LM head only at the rows' last positions, not at every position
+                    keep, where = torch.unique(last, return_inverse=True)
+                    vocab_logits = self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+                    at = vocab_logits[rows, where]
+                else:
+                    at = self.model(inputs_embeds=embeds, attention_mask=mask).logits[rows, last]
+        return at.float()
+
+    def _keeps_logits(self) -> bool:
+        """Whether the causal LM's forward takes `logits_to_keep` (most do in transformers >= 4.50)."""
+        if not hasattr(self, "_logits_to_keep"):
+            import inspect
+
+            try:
+                self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+            except (TypeError, ValueError):
+                self._logits_to_keep = False
+        return self._logits_to_keep
+
+    def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(B, C) class scores of this task from `scoring_outputs` rows."""
+        if self.kind == "encoder":
+            return self.temperature * F.normalize(outputs, dim=-1) @ self.label_keys().T
+        return outputs[:, self.verbalizer_ids()]
 
     # --------------------------------------------------------- label scoring
     def label_keys(self) -> torch.Tensor:

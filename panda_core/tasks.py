@@ -796,31 +796,116 @@ def _load_hub(spec: TaskSpec, split: str) -> list[Example]:
 
 
 # ------------------------------------------------------------------ user tasks
+USER_MAX_UNPACKED = 4 * USER_MAX_BYTES  # a .gz file may unpack to at most this much
+USER_MAX_LABELS = 200
+ID_COLUMNS = ("id", "idx", "guid", "uid", "example_id")
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".jsonl", ".ndjson", ".jsonl.gz", ".json")
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A user-supplied value for a one-line message: no line breaks, short."""
+    text = str(value)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+
+
+def _raw_bytes(path: Path, suffix: str) -> bytes:
+    """The file's bytes (gunzipped, bounded), for the text formats."""
+    import gzip
+    import zlib
+
+    if not suffix.endswith(".gz"):
+        return path.read_bytes()
+    out = bytearray()
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                out += chunk
+                if len(out) > USER_MAX_UNPACKED:
+                    raise PandaError(f"{_show(path.name)} unpacks to more than {USER_MAX_UNPACKED // 2**20} MB; "
+                                     "sample it down first")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise PandaError(f"{_show(path.name)} is not a readable gzip file ({_show(_one_line(exc), 80)}); "
+                         "compress it again or give the plain file") from None
+    return bytes(out)
+
+
+def _check_text(path: Path, data: bytes) -> str:
+    """Decode a text table: refuses binary files and other encodings with the fix."""
+    name = _show(path.name)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        raise PandaError(f"{name} is UTF-16/32 text, not UTF-8; save it as UTF-8 and add it again")
+    if b"\x00" in data[: 1 << 16]:
+        raise PandaError(f"{name} looks like a binary file, not {path.suffix.lstrip('.') or 'text'}; "
+                         "export the table as UTF-8 CSV or JSONL")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PandaError(f"{name} is not UTF-8 text (bad byte at position {exc.start}); save it as UTF-8 and "
+                         "add it again") from None
+    if not text.strip():
+        raise PandaError(f"{name} is empty; give a file with a header row and examples")
+    return text
+
+
 def _read_table(path: Path):
     """A DataFrame from CSV/TSV/JSONL/JSON/parquet with one-line errors for what users get wrong."""
+    import io
+
     import pandas as pd
 
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    suffix = _suffix(path)
+    name = _show(path.name)
+    if suffix not in _TEXT_SUFFIXES + (".parquet", ".pq"):
+        raise PandaError(f"{name}: unsupported file type '{_show(suffix, 16)}'; use .csv, .tsv, .jsonl or .parquet")
     try:
-        if suffix in (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"):
-            sep = "\t" if ".tsv" in suffix else ","
-            return pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False,
-                               na_values=[""], nrows=USER_MAX_ROWS + 1)
-        if suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
-            return pd.read_json(path, lines=True, encoding="utf-8", dtype=False, nrows=USER_MAX_ROWS + 1)
-        if suffix == ".json":
-            return pd.read_json(path, encoding="utf-8", dtype=False)
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except UnicodeDecodeError:
-        raise PandaError(f"{path.name} is not UTF-8 text; save it as UTF-8 and add it again") from None
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+            if meta.num_rows > USER_MAX_ROWS:
+                raise PandaError(f"{name} has more than {USER_MAX_ROWS} rows ({meta.num_rows}); sample it down first")
+            df = pd.read_parquet(path)
+        else:
+            text = _check_text(path, _raw_bytes(path, suffix))
+            if suffix in (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"):
+                sep = "\t" if ".tsv" in suffix else ","
+                header = pd.read_csv(io.StringIO(text), sep=sep, header=None, nrows=1, dtype=str,
+                                     keep_default_na=False)
+                raw_names = [str(c).strip() for c in header.iloc[0].tolist()] if len(header) else []
+                dup = next((c for c in raw_names if raw_names.count(c) > 1), None)
+                if dup is not None:
+                    raise PandaError(f"column '{_show(dup)}' appears twice in the header of {name}; "
+                                     "rename one of them")
+                df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                 na_values=[""], nrows=USER_MAX_ROWS + 1)
+            elif suffix == ".json":
+                df = pd.read_json(io.StringIO(text), dtype=False)
+            else:
+                df = pd.read_json(io.StringIO(text), lines=True, dtype=False, nrows=USER_MAX_ROWS + 1)
+    except PandaError:
+        raise
     except pd.errors.EmptyDataError:
-        raise PandaError(f"{path.name} is empty; give a file with a header row and examples") from None
+        raise PandaError(f"{name} is empty; give a file with a header row and examples") from None
     except ImportError as exc:
-        raise PandaError(f"cannot read {path.name}: {_one_line(exc)}; install pyarrow") from None
-    except Exception as exc:
-        raise PandaError(f"cannot read {path.name} as {suffix.lstrip('.')}: {_one_line(exc)}; check the file format") from None
-    raise PandaError(f"{path.name}: unsupported file type '{suffix}'; use .csv, .tsv, .jsonl or .parquet")
+        raise PandaError(f"cannot read {name}: {_show(_one_line(exc), 120)}; install pyarrow") from None
+    except (MemoryError, RecursionError):
+        raise PandaError(f"{name} is too large or too deeply nested to read; sample it down first") from None
+    except Exception as exc:  # pandas/pyarrow raise many types for malformed files
+        raise PandaError(f"cannot read {name} as {suffix.lstrip('.')}: {_show(_one_line(exc), 160)}; "
+                         "check the file format") from None
+    if not isinstance(df, pd.DataFrame):
+        raise PandaError(f"{name} does not hold a table; give rows with a text and a label column")
+    names = [str(c) for c in df.columns]
+    dup = next((c for c in names if names.count(c) > 1), None)
+    if dup is not None:
+        raise PandaError(f"column '{_show(dup)}' appears twice in {name}; rename one of them")
+    df.columns = names
+    return df
 
 
 def _label_value(v: Any) -> Any:
@@ -834,13 +919,26 @@ def _label_value(v: Any) -> Any:
     try:
         import numpy as np
 
+        if isinstance(v, np.bool_):
+            return str(bool(v))
         if isinstance(v, np.integer):
             return int(v)
         if isinstance(v, np.floating) and float(v).is_integer():
             return int(v)
     except ImportError:  # pragma: no cover
         pass
-    return str(v).strip()
+    return _text_value(v)
+
+
+def _text_value(v: Any) -> str:
+    """A cell as text: bytes decoded as UTF-8, unpaired surrogates replaced."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        try:
+            v = bytes(v).decode("utf-8")
+        except UnicodeDecodeError:
+            raise PandaError("a cell holds bytes that are not UTF-8 text; store text columns as UTF-8 strings") from None
+    text = str(v)
+    return text.encode("utf-8", "replace").decode("utf-8").strip()
 
 
 def _missing(v: Any) -> bool:
@@ -848,7 +946,15 @@ def _missing(v: Any) -> bool:
         return True
     if isinstance(v, float) and v != v:
         return True
-    return isinstance(v, str) and not v.strip()
+    if isinstance(v, str):
+        return not v.strip()
+    try:
+        import pandas as pd
+
+        missing = pd.isna(v)
+        return bool(missing) if isinstance(missing, bool) or getattr(missing, "ndim", 1) == 0 else False
+    except (ImportError, TypeError, ValueError):
+        return False
 
 
 def _verbalizer(label: str) -> str:
@@ -862,30 +968,58 @@ def add_user_task(name: str, file: str | Path, text_col: str = "text", label_col
     """Register a labelled file as a task (seeded 80/10/10 split, same caps as offline tasks).
 
     Labels may be strings (ids follow sorted names, or the order of
-    `label_names`) or integer ids. Every problem is a one-line PandaError."""
+    `label_names`) or integer ids. Every problem is a one-line PandaError, and
+    nothing is written to the cache unless every check passes."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise PandaError(f"task name {name!r} is invalid; use 2-40 characters: a lower-case letter, then a-z, 0-9 or _")
+        raise PandaError(f"task name {_show(repr(name))} is invalid; use 2-40 characters: a lower-case letter, "
+                         "then a-z, 0-9 or _")
     if name in OFFLINE or name in HUB:
         raise PandaError(f"task name '{name}' is a built-in task; choose another name")
-    path = Path(file).expanduser()
-    if not path.is_file():
-        raise PandaError(f"file not found: {path}; give the path of a CSV, JSONL or parquet file")
+    if family is not None and (not isinstance(family, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", family)):
+        raise PandaError(f"family {_show(repr(family))} is invalid; use a short lower-case word like 'user'")
+    for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
+        if not isinstance(col, str) or not col.strip():
+            raise PandaError(f"{flag} must name a column of the file")
+    if text_b_col is not None and not isinstance(text_b_col, str):
+        raise PandaError("--text-b-col must name a column of the file")
+    if len({text_col, label_col, text_b_col} - {None}) < 2 + bool(text_b_col):
+        raise PandaError(f"the text and label columns must be different columns (got text '{_show(text_col)}', "
+                         f"label '{_show(label_col)}'{', text_b ' + repr(_show(text_b_col)) if text_b_col else ''})")
+    try:
+        path = Path(file).expanduser()
+        found = path.is_file()
+    except (TypeError, ValueError, OSError):
+        raise PandaError(f"{_show(repr(file), 80)} is not a usable file path; give the path of a CSV, JSONL or "
+                         "parquet file") from None
+    if not found:
+        raise PandaError(f"file not found: {_show(path, 200)}; give the path of a CSV, JSONL or parquet file")
+    fname = _show(path.name)
     size = path.stat().st_size
     if size == 0:
-        raise PandaError(f"{path.name} is empty; give a file with a header row and examples")
+        raise PandaError(f"{fname} is empty; give a file with a header row and examples")
     if size > USER_MAX_BYTES:
-        raise PandaError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {USER_MAX_BYTES // 2**20} MB, "
+        raise PandaError(f"{fname} is {size / 2**20:.0f} MB; the limit is {USER_MAX_BYTES // 2**20} MB, "
                          "so sample it down first")
     df = _read_table(path)
     if len(df) > USER_MAX_ROWS:
-        raise PandaError(f"{path.name} has more than {USER_MAX_ROWS} rows; sample it down first")
+        raise PandaError(f"{fname} has more than {USER_MAX_ROWS} rows; sample it down first")
     if len(df.columns) == 0 or len(df) == 0:
-        raise PandaError(f"{path.name} has no examples; give a file with a header row and examples")
+        raise PandaError(f"{fname} has no examples; give a file with a header row and examples")
     columns = [str(c) for c in df.columns]
     for col, flag in ((text_col, "--text-col"), (label_col, "--label-col"), (text_b_col, "--text-b-col")):
         if col is not None and col not in columns:
-            raise PandaError(f"column '{col}' not found in {path.name}; columns found: {', '.join(columns)} "
+            shown = ", ".join(_show(c, 30) for c in columns[:20]) + (", ..." if len(columns) > 20 else "")
+            raise PandaError(f"column '{_show(col)}' not found in {fname}; columns found: {shown} "
                              f"(choose one with {flag})")
+    id_col = next((c for c in columns if c.lower() in ID_COLUMNS and c not in (text_col, label_col, text_b_col)),
+                  None)
+    if id_col is not None:
+        ids = [_text_value(v) for v in df[id_col].tolist() if not _missing(v)]
+        counts = Counter(ids)
+        dup, times = counts.most_common(1)[0] if counts else (None, 1)
+        if times > 1:
+            raise PandaError(f"{fname}: id '{_show(dup)}' in column '{_show(id_col)}' appears {times} times "
+                             "(duplicated rows?); remove the duplicates or rename the column")
     texts = df[text_col].tolist()
     raw_labels = df[label_col].tolist()
     texts_b = df[text_b_col].tolist() if text_b_col else [None] * len(df)
@@ -895,29 +1029,37 @@ def add_user_task(name: str, file: str | Path, text_col: str = "text", label_col
         if _missing(ta) or _missing(lab) or (text_b_col and _missing(tb)):
             skipped += 1
             continue
-        rows.append((src_mod.clean(str(ta)), _label_value(lab), src_mod.clean(str(tb)) if text_b_col else None))
-    rows = [r for r in rows if r[0]]
+        rows.append((src_mod.clean(_text_value(ta)), _label_value(lab),
+                     src_mod.clean(_text_value(tb)) if text_b_col else None))
+    rows = [r for r in rows if r[0] and r[1] != "" and (not text_b_col or r[2])]
     if not rows:
-        raise PandaError(f"{path.name} has no rows with both '{text_col}' and '{label_col}' filled in")
-    if all(isinstance(r[1], str) for r in rows) and all(re.fullmatch(r"-?\d+", r[1]) for r in rows):
+        raise PandaError(f"{fname} has no rows with both '{_show(text_col)}' and '{_show(label_col)}' filled in")
+    if all(isinstance(r[1], str) for r in rows) and all(re.fullmatch(r"-?\d{1,18}", r[1]) for r in rows):
         rows = [(ta, int(lab), tb) for ta, lab, tb in rows]  # CSV ids arrive as text
     values = {r[1] for r in rows}
+    if len(values) > USER_MAX_LABELS:
+        raise PandaError(f"column '{_show(label_col)}' of {fname} has {len(values)} different values; a task has at "
+                         f"most {USER_MAX_LABELS} labels (is it a text column? choose the label column with --label-col)")
     if label_names:
-        names = [str(n).strip() for n in label_names]
+        if not isinstance(label_names, (list, tuple)):
+            raise PandaError("label names must be a list of names in id order")
+        names = [_text_value(n) for n in label_names]
         if len(set(names)) != len(names) or not all(names):
             raise PandaError("label names must be distinct and non-empty")
+        if len(names) > USER_MAX_LABELS:
+            raise PandaError(f"{len(names)} label names given; a task has at most {USER_MAX_LABELS}")
         if all(isinstance(v, int) for v in values):
             bad = sorted(v for v in values if not 0 <= v < len(names))
             if bad:
-                raise PandaError(f"label ids {bad[:5]} are out of range for {len(names)} label names; "
+                raise PandaError(f"label ids {_show(bad[:5], 60)} are out of range for {len(names)} label names; "
                                  f"use ids 0..{len(names) - 1}")
             to_id = {v: v for v in values}
         else:
             index = {n: i for i, n in enumerate(names)}
             bad = sorted(str(v) for v in values if str(v) not in index)
             if bad:
-                raise PandaError(f"unknown label names in {path.name}: {', '.join(bad[:5])}; "
-                                 f"expected one of: {', '.join(names)}")
+                raise PandaError(f"unknown label names in {fname}: {', '.join(_show(b, 20) for b in bad[:5])}; "
+                                 f"expected one of: {', '.join(_show(n, 20) for n in names[:10])}")
             to_id = {v: index[str(v)] for v in values}
     else:
         if all(isinstance(v, int) for v in values):
@@ -931,25 +1073,29 @@ def add_user_task(name: str, file: str | Path, text_col: str = "text", label_col
     examples = [Example(ta, to_id[lab], tb) for ta, lab, tb in rows]
     present = {e.label for e in examples}
     if len(present) < 2:
-        raise PandaError(f"{path.name} has only one class ({names[next(iter(present))]}); a task needs at least two")
+        raise PandaError(f"{fname} has only one class ({_show(names[next(iter(present))])}); "
+                         "a task needs at least two")
     splits, notes = make_splits(examples, fractions=(0.1, 0.1))
     for split in SPLITS:
         if not splits[split]:
-            raise PandaError(f"{path.name} has too few distinct examples ({sum(map(len, splits.values()))}) "
-                             f"for train/dev/test; give at least 20")
+            raise PandaError(f"{fname} has too few distinct examples ({sum(map(len, splits.values()))} after "
+                             f"dropping {notes['duplicates_dropped']} duplicates and "
+                             f"{notes['conflicting_labels_dropped']} texts with conflicting labels) for "
+                             "train/dev/test; give at least 20")
     missing_train = sorted(present - {e.label for e in splits["train"]})
     if missing_train:
-        raise PandaError(f"label '{names[missing_train[0]]}' has too few examples to appear in training; "
+        raise PandaError(f"label '{_show(names[missing_train[0]])}' has too few examples to appear in training; "
                          "add more examples of it")
     verbal = [_verbalizer(n) for n in names]
     if len(set(verbal)) != len(verbal):
         verbal = list(names)
     spec = {"name": name, "family": family or "user", "labels": names,
             "descriptions": [f"{n.replace('_', ' ')}." for n in names], "verbalizers": verbal,
-            "license": "user data", "citation": "", "description": f"User task from {path.name}",
+            "license": "user data", "citation": "", "description": f"User task from {_show(path.name, 120)}",
             "pair": bool(text_b_col)}
-    meta = {**spec, "source": "user", "file": path.name, "file_sha256": _file_sha256(path),
-            "columns": {"text_a": text_col, "text_b": text_b_col, "label": label_col},
+    meta = {**spec, "source": "user", "file": _show(path.name, 120), "file_sha256": _file_sha256(path),
+            "columns": {"text_a": _text_value(text_col), "text_b": _text_value(text_b_col) if text_b_col else None,
+                        "label": _text_value(label_col)},
             "rows_skipped_missing": skipped, "seed": SEED, **notes}
     with _lock("user"):
         stored = _store(name, splits, meta)

@@ -1,0 +1,151 @@
+"""Prompts: train a prompt per task in the background (live progress and dev
+curve), import a prompt file or a task file, download stored prompts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from pages.common import ui  # noqa: E402
+
+
+def train_section() -> None:
+    from panda_core import jobs
+
+    bb, length = ui.backbone(), ui.prompt_length()
+    st.subheader("Train a prompt")
+    tasks = ui.available_tasks()
+    if not tasks:
+        st.warning("No task data in the cache yet: run `make setup`.")
+        return
+    have = set(ui.tasks_with_prompts(bb, length))
+    with st.form("prompts_train_form"):
+        c1, c2, c3, c4 = st.columns(4)
+        task = c1.selectbox("Task", tasks, key="prompts_task",
+                            format_func=lambda t: f"{t} ({ui.task_family(t)})" + (" ✓" if t in have else ""))
+        steps = c2.number_input("Steps", 10, 10000, 200, step=10, key="prompts_steps")
+        eval_every = c3.number_input("Dev eval every", 5, 1000, 25, step=5, key="prompts_eval_every")
+        seed = c4.number_input("Seed", 0, 10_000, 0, key="prompts_seed")
+        c5, c6, c7 = st.columns(3)
+        lr = c5.number_input("Learning rate (0 = backbone default)", 0.0, 1.0, 0.0, step=0.005, format="%.4f",
+                             key="prompts_lr")
+        dev_limit = c6.number_input("Dev examples per eval", 20, 5000, 300, step=20, key="prompts_dev_limit")
+        c7.markdown(f"Backbone **{bb}**, {length} prompt tokens")
+        go = st.form_submit_button("Train", type="primary", icon="🚀")
+    if go:
+        cfg = {"steps": int(steps), "eval_every": int(eval_every), "seed": int(seed), "prompt_length": length,
+               "lr": float(lr) or None, "dev_limit": int(dev_limit)}
+        run_id = ui.call(jobs.submit, "train", {"task": task, "backbone": bb, "config": cfg})
+        st.session_state.setdefault("prompts_runs", []).insert(0, run_id)
+        st.toast(f"Training {task} in the background ({run_id})")
+    runs = st.session_state.get("prompts_runs", [])[:6]
+    runs += [r["id"] for r in ui.active_runs("train", bb) if r["id"] not in runs][:6]
+    if runs:
+        def render(rows: list[dict]) -> None:
+            for r in rows:
+                ui.show_progress(r)
+            ui.plot(ui.curves_figure(rows, "Dev accuracy while training"), key="prompts_curves")
+            ui.cancel_buttons(rows, "prompts")
+
+        ui.live_runs(runs, render, "prompts")
+
+
+def stored_section() -> None:
+    bb, length = ui.backbone(), ui.prompt_length()
+    st.subheader(f"Stored prompts on {bb}")
+    rows = ui.prompt_rows(bb, method=None)
+    if not rows:
+        st.info("No prompts on this backbone yet. Train one above, or train them all from the Home page.")
+        return
+    table = pd.DataFrame([{
+        "task": r["task"], "family": ui.task_family(r["task"]), "method": r["method"], "tokens": r["length"],
+        "seed": r["seed"], "dev acc": r["scores"].get("dev_acc"), "test acc": r["scores"].get("test_acc"),
+        "untrained test acc": r["scores"].get("init_test_acc"), "created": ui.ago(r["created"]), "id": r["id"],
+    } for r in reversed(rows)])
+    st.dataframe(table, hide_index=True, key="prompts_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("dev acc", "test acc", "untrained test acc")})
+    st.caption(f"Pages use the newest `pt` prompt of {length} tokens per task. 'untrained test acc' is the "
+               "score of the initial prompt before training (zero-shot scoring through label embeddings).")
+    c1, c2, c3 = st.columns([3, 1, 1])
+    pid = c1.selectbox("Download a prompt", [r["id"] for r in reversed(rows)], key="prompts_download_id")
+    if pid:
+        c2.download_button("safetensors", lambda: ui.prompt_download(pid, "safetensors"),
+                           file_name=f"{pid}.safetensors", mime="application/octet-stream",
+                           key="prompts_dl_st", icon="⬇️")
+        c3.download_button("PEFT adapter (zip)", lambda: ui.prompt_download(pid, "peft"),
+                           file_name=f"{pid}-peft.zip", mime="application/zip", key="prompts_dl_peft", icon="⬇️",
+                           help="adapter_config.json + adapter_model.safetensors: loads with "
+                                "peft.PeftModel.from_pretrained on the same base model.")
+
+
+def import_prompt_section() -> None:
+    from panda_core.export import import_prompt
+
+    bb = ui.backbone()
+    st.markdown("**Import a prompt**: a `.safetensors` prompt exported by this app, or the two files of a PEFT "
+                "prompt-tuning adapter (`adapter_config.json` + `adapter_model.safetensors`).")
+    files = st.file_uploader("Prompt file(s)", type=["safetensors", "json"], accept_multiple_files=True,
+                             key="prompts_upload")
+    task = st.selectbox("Task it was trained on (when the file does not say)", ["(from the file)"] +
+                        ui.available_tasks(), key="prompts_upload_task")
+    if st.button("Import prompt", key="prompts_import", disabled=not files):
+        with ui.uploaded_files(files) as folder:
+            names = {f.name for f in folder.iterdir()}
+            target = folder if "adapter_config.json" in names else next(
+                (p for p in folder.iterdir() if p.suffix == ".safetensors"), None)
+            if target is None:
+                st.error("Upload a .safetensors prompt, or adapter_config.json with adapter_model.safetensors.")
+                return
+            out = ui.call(import_prompt, target, backbone=bb, task=None if task.startswith("(") else task)
+        st.success(f"Imported {out['prompt_id']} ({out['task']}, {out['length']} tokens, method {out['method']})")
+
+
+def import_task_section() -> None:
+    from panda_core.tasks import add_user_task
+
+    st.markdown("**Add a task from a file** (CSV, JSONL or parquet with a text and a label column; split "
+                "80/10/10 with a fixed seed).")
+    f = st.file_uploader("Task file", type=["csv", "jsonl", "json", "parquet", "tsv"], key="tasks_upload")
+    c1, c2, c3 = st.columns(3)
+    name = c1.text_input("Task name", key="tasks_upload_name", placeholder="my_task")
+    text_col = c2.text_input("Text column", "text", key="tasks_upload_text")
+    label_col = c3.text_input("Label column", "label", key="tasks_upload_label")
+    c4, c5 = st.columns(2)
+    text_b = c4.text_input("Second text column (pairs; optional)", "", key="tasks_upload_text_b")
+    label_names = c5.text_input("Label names in id order (optional, comma-separated)", "", key="tasks_upload_labels")
+    if st.button("Add task", key="tasks_add", disabled=f is None or not name):
+        with ui.uploaded_files([f]) as folder:
+            out = ui.call(add_user_task, name.strip(), folder / Path(f.name).name, text_col=text_col.strip(),
+                          label_col=label_col.strip(), text_b_col=text_b.strip() or None,
+                          label_names=[x.strip() for x in label_names.split(",") if x.strip()] or None)
+        ui.task_rows.clear()
+        st.success(f"Added task {out['name']}: {out['n_train']} train / {out['n_dev']} dev / {out['n_test']} test, "
+                   f"labels {', '.join(map(str, out['labels']))}. Train its prompt above.")
+
+
+def main() -> None:
+    ui.setup("Prompts")
+    st.title("Prompts")
+    st.caption("A soft prompt is the only trained parameter: the backbone stays frozen. Training runs as a "
+               "background job; the page stays usable and the job survives a reload (see Runs).")
+    with ui.guard():
+        train_section()
+    with ui.guard():
+        stored_section()
+    st.divider()
+    c1, c2 = st.columns(2)
+    with c1, ui.guard():
+        import_prompt_section()
+    with c2, ui.guard():
+        import_task_section()
+
+
+main()

@@ -1,0 +1,124 @@
+"""Cross model: train a projector from one backbone's prompt space to
+another's (distance minimizing or task tuning) and score projected prompts
+zero-shot on several tasks against a random prompt."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from pages.common import ui  # noqa: E402
+
+PROJ_METHODS = {"task": "Task tuning (train through the target backbone)",
+                "distance": "Distance minimizing (match the target's own prompt)"}
+
+
+def launch(length: int) -> None:
+    from panda_core import jobs
+
+    names = [r["name"] for r in ui.backbone_rows() if r.get("available")]
+    if ui.backbone() not in names:
+        names.insert(0, ui.backbone())
+    c1, c2, c3 = st.columns(3)
+    src_bb = c1.selectbox("Source backbone", names, index=names.index(ui.backbone()), key="cm_source")
+    others = [n for n in names if n != src_bb] or names
+    tgt_bb = c2.selectbox("Target backbone", others, key="cm_target")
+    method = c3.radio("Projector training", list(PROJ_METHODS), format_func=PROJ_METHODS.get, key="cm_method")
+    src_have = ui.tasks_with_prompts(src_bb, length)
+    tgt_have = set(ui.tasks_with_prompts(tgt_bb, length))
+    if not src_have:
+        st.info(f"No {length}-token prompts on {src_bb}: train them first (Home page with {src_bb} active).")
+        return
+    c4, c5 = st.columns([1, 2])
+    train_task = c4.selectbox("Train the projector on", src_have, key="cm_train_task")
+    eval_tasks = c5.multiselect("Evaluate projected prompts on", src_have, default=src_have[:4],
+                                key="cm_eval_tasks", help="Each task's source prompt is projected and scored "
+                                                          "zero-shot on the target backbone.")
+    c6, c7 = st.columns(2)
+    steps = int(c6.number_input("Projector steps", 1, 10000, 100, step=10, key="cm_steps"))
+    test_limit = int(c7.number_input("Test examples per task (0 = all)", 0, 100000, 300, step=50, key="cm_test"))
+    problems = []
+    if method == "distance" and train_task not in tgt_have:
+        problems.append(f"Distance minimizing needs a {train_task} prompt trained on {tgt_bb}; train it there "
+                        "or choose task tuning.")
+    if src_bb == tgt_bb:
+        problems.append("Choose two different backbones.")
+    for p in problems:
+        st.warning(p)
+    if tgt_bb in ("mpnet", "smollm2"):
+        st.caption(f"{tgt_bb} is slower than MiniLM; its first use unpacks it once.")
+    if st.button("Train projector", type="primary", icon="▶️", key="cm_run", disabled=bool(problems) or not eval_tasks):
+        params = {"source_backbone": src_bb, "target_backbone": tgt_bb, "train_task": train_task, "method": method,
+                  "eval_tasks": list(eval_tasks), "steps": steps, "prompt_length": length,
+                  "test_limit": test_limit or None}
+        run_id = ui.call(jobs.submit, "project", params)
+        st.session_state["cm_runs"] = [run_id] + st.session_state.get("cm_runs", [])[:4]
+        st.toast(f"Projector training started ({run_id})")
+
+
+def result_view(run: dict) -> None:
+    res = run["result"]
+    df = pd.DataFrame(res["results"])
+    st.markdown(f"**{res['source_backbone']} → {res['target_backbone']}**, {res['method']} projector trained on "
+                f"**{res['train_task']}** ({res['steps']} steps, {res.get('seconds', '?')} s) · "
+                f"`{res['projector_id']}`")
+    st.dataframe(df.rename(columns={"test_acc": "projected prompt", "random_prompt_acc": "random prompt",
+                                    "target_pt_acc": "target's own PT prompt"}),
+                 hide_index=True, key=f"cm_table_{run['id']}")
+    fig = go.Figure()
+    for col, name in (("test_acc", "projected prompt"), ("random_prompt_acc", "random prompt"),
+                      ("target_pt_acc", f"own PT prompt on {res['target_backbone']}")):
+        if col in df and df[col].notna().any():
+            fig.add_trace(go.Bar(x=df["task"], y=df[col], name=name,
+                                 hovertemplate="%{x}<br>" + name + ": %{y:.4f}<extra></extra>"))
+    fig.update_layout(barmode="group", yaxis_title="test accuracy", height=400, yaxis_range=[0, 1],
+                      title="Zero-shot accuracy on the target backbone", margin=dict(l=10, r=10, t=50, b=10))
+    ui.plot(fig, key=f"cm_fig_{run['id']}")
+    ui.figure_downloads(fig, f"projector-{res['projector_id']}", csv=df.to_csv(index=False),
+                        key=f"cm_{run['id']}", csv_label="Table (CSV)")
+
+
+def history() -> None:
+    from panda_core import store
+
+    done = [r for r in store.list_runs(kind="project", status="done", limit=50) if r.get("result")]
+    if not done:
+        return
+    st.subheader("Projector results")
+    pick = st.selectbox("Run", [r["id"] for r in done], key="cm_pick",
+                        format_func=lambda i: next(ui.run_label(r) + f" · {ui.ago(r['updated'])}"
+                                                   for r in done if r["id"] == i))
+    result_view(next(r for r in done if r["id"] == pick))
+
+
+def main() -> None:
+    ui.setup("Cross model")
+    st.title("Cross-model transfer")
+    st.caption("A prompt only drives the backbone it was trained on. A projector (flatten → Linear → Tanh → "
+               "Linear → LayerNorm) maps prompts of backbone A into backbone B's space (Su et al.); a projector "
+               "trained on one task is evaluated on several.")
+    length = ui.prompt_length()
+    with ui.guard():
+        launch(length)
+    runs = st.session_state.get("cm_runs", [])
+    if runs:
+        def render(rows: list[dict]) -> None:
+            for r in rows:
+                ui.show_progress(r)
+            ui.cancel_buttons(rows, "cm")
+
+        with ui.guard():
+            ui.live_runs(runs, render, "cm")
+    with ui.guard():
+        history()
+
+
+main()

@@ -1,0 +1,338 @@
+"""The Streamlit app, page by page, headless with streamlit.testing.AppTest.
+
+A module-scoped cache holds three quickly trained MiniLM prompts (two
+sentiment tasks and one topic task) so every page has real content; one test
+starts a transfer from the Transfer page and waits for its background job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_CACHE
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ["imdb_uci", "yelp_uci", "r8"]
+TIMEOUT = 120
+PAGES = {
+    "home": "app.py",
+    "prompts": "pages/1_Prompts.py",
+    "similarity": "pages/2_Similarity.py",
+    "clusters": "pages/3_Clusters.py",
+    "transfer": "pages/4_Transfer.py",
+    "cross_model": "pages/5_Cross_model.py",
+    "validation": "pages/6_Metric_validation.py",
+    "runs": "pages/7_Runs.py",
+}
+
+
+def _link_cache(root: Path) -> None:
+    try:
+        from conftest import link_project_data
+    except ImportError:  # older conftest: link the folders themselves
+        for name in ("tasks", "models", "downloads"):
+            if (PROJECT_CACHE / name).exists():
+                (root / name).symlink_to(PROJECT_CACHE / name, target_is_directory=True)
+    else:
+        link_project_data(root)
+
+
+@pytest.fixture(scope="module")
+def app_cache(tmp_path_factory):
+    """A private cache with tiny trained prompts for TASKS on MiniLM."""
+    from panda_core.tasks import available_tasks
+
+    missing = [t for t in TASKS if t not in available_tasks()]
+    if missing:
+        pytest.skip(f"task data missing for {missing}: run `make setup` first")
+    root = tmp_path_factory.mktemp("app") / "cache"
+    root.mkdir()
+    _link_cache(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PANDA_CACHE", str(root))
+    mp.setenv("PANDA_WARM_UMAP", "0")  # no background numba compile competing with the tests
+    from panda_core.runs import train_prompt
+    from panda_core.train import TrainConfig
+
+    for task in TASKS:
+        train_prompt(task, "minilm", TrainConfig(steps=6, eval_every=3, dev_limit=32, test_limit=64, batch_size=8,
+                                                 max_length=64))
+    yield root
+    mp.undo()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def page(name: str, **state):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / PAGES[name]), default_timeout=TIMEOUT)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at
+
+
+def ok(at) -> None:
+    """The page ran without an exception and without an error message."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def figures(at) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def values(v) -> list:
+    """Plotly JSON arrays: plain lists, or typed arrays {"dtype", "bdata"(, "shape")} (plotly >= 6)."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        import numpy as np
+
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        if "shape" in v:
+            arr = arr.reshape([int(x) for x in str(v["shape"]).split(",")])
+        return arr.tolist()
+    return list(v)
+
+
+def keys(widgets) -> set:
+    return {w.key for w in widgets}
+
+
+# ----------------------------------------------------------------------- Home
+def test_home_shows_backbone_tasks_and_prompts(app_cache):
+    at = page("home").run()
+    ok(at)
+    assert "home_backbone" in keys(at.selectbox)
+    assert at.selectbox(key="home_backbone").value == "minilm"
+    tasks = next(df.value for df in at.dataframe if "prompt" in df.value.columns)
+    trained = set(tasks.loc[tasks["prompt"] == "✅", "task"])
+    assert set(TASKS) <= trained
+    assert "home_train_tasks" in keys(at.multiselect)  # other tasks are still missing
+    assert any(b.label == "Train missing prompts" for b in at.button)
+    assert any("Device" == m.label for m in at.metric)
+
+
+def test_home_guides_a_first_time_user(private_cache, monkeypatch):
+    monkeypatch.setenv("PANDA_WARM_UMAP", "0")
+    at = page("home").run()
+    ok(at)
+    assert any("First time here" in i.value for i in at.info)
+    assert set(at.multiselect(key="home_train_tasks").value) >= set(TASKS)
+
+
+def test_home_unknown_backbone_is_a_message_not_a_traceback(app_cache):
+    at = page("home").run()
+    at.selectbox(key="home_backbone").select(at.selectbox(key="home_backbone").options[-1]).run()
+    at.text_input(key="home_custom").input(str(app_cache / "no_such_model")).run()
+    at.button(key="home_use_custom").click().run()
+    assert not at.exception
+    assert at.error, "expected a readable error message"
+    assert "Traceback" not in at.error[0].value
+
+
+# -------------------------------------------------------------------- Prompts
+def test_prompts_page_lists_trains_and_downloads(app_cache):
+    at = page("prompts").run()
+    ok(at)
+    assert {"prompts_task", "prompts_download_id"} <= keys(at.selectbox)
+    assert len(at.get("file_uploader")) == 2  # a prompt file and a task file
+    table = next(df.value for df in at.dataframe if "id" in df.value.columns)
+    assert set(TASKS) <= set(table["task"])
+    labels = {b.label for b in at.get("download_button")}
+    assert {"safetensors", "PEFT adapter (zip)"} <= labels
+
+
+def test_prompt_downloads_are_valid_files(app_cache, tmp_path):
+    from pages.common import ui
+    from panda_core import store
+
+    pid = store.latest_prompt_id("imdb_uci", "minilm", "pt")
+    raw = ui.prompt_download(pid, "safetensors")
+    (tmp_path / "p.safetensors").write_bytes(raw)
+    prompt = store.read_prompt_file(tmp_path / "p.safetensors")
+    assert prompt.task == "imdb_uci" and tuple(prompt.tensor.shape) == (20, 384)
+    names = zipfile.ZipFile(io.BytesIO(ui.prompt_download(pid, "peft"))).namelist()
+    assert {f"{pid}/adapter_config.json", f"{pid}/adapter_model.safetensors"} == set(names)
+
+
+# ----------------------------------------------------------------- Similarity
+@pytest.mark.parametrize("metric", ["c_avg", "on"])
+def test_similarity_heatmap_is_panda_core_matrix(app_cache, metric):
+    from panda_core.similarity import similarity_table
+
+    at = page("similarity", sim_metric_a=metric).run()
+    ok(at)
+    assert {"sim_tasks"} <= keys(at.multiselect) and "sim_mode" in keys(at.radio)
+    fig = figures(at)[0]
+    expected = similarity_table(metric, "minilm", TASKS)
+    heat = fig["data"][0]
+    assert heat["type"] == "heatmap"
+    assert heat["x"] == expected["tasks"] and heat["y"] == expected["tasks"]
+    assert values(heat["z"]) == expected["matrix"]
+    assert {b.label for b in at.get("download_button")} >= {"Matrix (CSV)", "Figure (HTML)"}
+
+
+def test_similarity_difference_and_side_by_side(app_cache):
+    from panda_core.similarity import similarity_table
+
+    at = page("similarity", sim_metric_a="spot").run()
+    at.radio(key="sim_mode").set_value("Two side by side").run()
+    ok(at)
+    assert len(figures(at)) == 2
+    at.selectbox(key="sim_metric_b").set_value("e_concat").run()
+    at.radio(key="sim_mode").set_value("Difference (A − B)").run()
+    ok(at)
+    z = values(figures(at)[0]["data"][0]["z"])
+    a = similarity_table("spot", "minilm", TASKS)["matrix"]
+    b = similarity_table("e_concat", "minilm", TASKS)["matrix"]
+    expected = [x - y for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)]
+    assert [x for row in z for x in row] == pytest.approx(expected, abs=1e-6)
+
+
+def test_similarity_every_indicator_grid(app_cache):
+    from panda_core.similarity import similarity_table
+
+    at = page("similarity", sim_mode="Every indicator").run()
+    ok(at)
+    heat = figures(at)[0]["data"]
+    assert [h["name"] for h in heat] == ["e_concat", "e_avg", "c_concat", "c_avg", "spot", "on", "panda"]
+    assert values(heat[4]["z"]) == similarity_table("spot", "minilm", TASKS)["matrix"]
+
+
+def test_similarity_on_layer_window(app_cache):
+    from panda_core.similarity import similarity_table
+
+    at = page("similarity", sim_metric_a="on").run()
+    at.radio(key="sim_which").set_value("a window of layers").run()
+    at.slider(key="sim_window").set_value((2, 4)).run()
+    ok(at)
+    expected = similarity_table("on", "minilm", TASKS, layers=(1, 4))
+    assert values(figures(at)[0]["data"][0]["z"]) == expected["matrix"]
+
+
+# ------------------------------------------------------------------- Clusters
+@pytest.mark.parametrize("mode", ["prompt", "token"])
+def test_clusters_plot_every_prompt(app_cache, mode):
+    at = page("clusters", clu_method="pca", clu_mode=mode).run()
+    ok(at)
+    assert {"clu_method", "clu_mode"} <= keys(at.radio)
+    fig = figures(at)[0]
+    n = sum(len(values(tr["x"])) for tr in fig["data"])
+    assert n == (3 if mode == "prompt" else 3 * 20)
+    names = {tr["legendgroup"] for tr in fig["data"]}
+    assert any("sentiment" in g for g in names) and any("topic" in g for g in names)
+
+
+def test_cluster_layouts_are_seeded(app_cache):
+    from panda_core.clusters import prompt_points
+
+    a = prompt_points("minilm", TASKS[:2], mode="token", method="tsne", seed=3)
+    b = prompt_points("minilm", TASKS[:2], mode="token", method="tsne", seed=3)
+    assert list(a.columns) == ["x", "y", "task", "family", "token", "prompt_id", "method", "seed"]
+    assert a[["x", "y"]].equals(b[["x", "y"]])
+
+
+# ------------------------------------------------------------------- Transfer
+def test_transfer_run_from_the_page_completes(app_cache):
+    at = page("transfer").run()
+    ok(at)
+    assert {"tr_target", "tr_steps"} <= keys(at.selectbox) | keys(at.number_input)
+    at.selectbox(key="tr_target").set_value("yelp_uci").run()
+    at.multiselect(key="tr_sources").set_value(["imdb_uci"])
+    at.multiselect(key="tr_methods").set_value(["zero-shot", "pt"])
+    at.number_input(key="tr_steps").set_value(20)
+    at.number_input(key="tr_eval_every").set_value(10)
+    at.number_input(key="tr_dev_limit").set_value(60)
+    at.number_input(key="tr_test_limit").set_value(100)
+    at.run()
+    assert not at.button(key="tr_run").disabled, [w.value for w in at.warning]
+    at.button(key="tr_run").click().run()
+    ok(at)
+    ids = at.session_state["tr_batch"]
+    assert len(ids) == 2
+    deadline = time.time() + 400
+    table = None
+    while time.time() < deadline:
+        time.sleep(3)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        tables = [df.value for df in at.dataframe if "method" in df.value.columns and "test acc" in df.value.columns]
+        if tables and tables[0]["status"].str.contains("done").all() and len(tables[0]) == 2:
+            table = tables[0]
+            break
+    assert table is not None, "the transfer runs did not finish in time"
+    assert set(table["method"]) == {"Zero-shot", "PT (from scratch)"}
+    assert table["test acc"].between(0, 1).all()
+    zs = table[table["method"] == "Zero-shot"].iloc[0]
+    assert zs["source"] == "imdb_uci" and zs["target"] == "yelp_uci"
+    curves = figures(at)[0]
+    names = [tr["name"] for tr in curves["data"]]
+    assert len(names) == 2 and any("Zero-shot" in n for n in names)  # PT's curve and zero-shot's level
+    ok(at)
+
+
+def test_transfer_ranking_of_sources(app_cache):
+    at = page("transfer", tr_target="yelp_uci").run()
+    ok(at)
+    ranking = next(df.value for df in at.dataframe if "rank spot" in df.value.columns)
+    assert set(ranking.index) == {"imdb_uci", "r8"}
+    assert {"rank e_concat", "rank c_avg", "zero-shot", "pot-gain", "panda-gain"} <= set(ranking.columns)
+
+
+# --------------------------------------------------------- Cross model, Runs
+def test_cross_model_page_widgets(app_cache):
+    at = page("cross_model").run()
+    ok(at)
+    assert {"cm_source", "cm_target", "cm_train_task"} <= keys(at.selectbox)
+    assert "cm_eval_tasks" in keys(at.multiselect) and "cm_method" in keys(at.radio)
+    assert at.button(key="cm_run") is not None
+
+
+def test_runs_page_lists_and_cancels(app_cache):
+    from panda_core import jobs, store
+
+    queued = jobs.submit("transfer", {"source": "imdb_uci", "target": "r8", "method": "zero-shot",
+                                      "backbone": "minilm", "config": {}}, launch=False)
+    at = page("runs").run()
+    ok(at)
+    table = next(df.value for df in at.dataframe if "status" in df.value.columns)
+    assert queued in set(table["id"])
+    at.multiselect(key="runs_cancel_pick").set_value([queued]).run()
+    at.button(key="runs_cancel").click().run()
+    ok(at)
+    assert store.get_run(queued)["status"] == "cancelled"
+
+
+def test_metric_validation_without_runs_says_what_to_do(app_cache):
+    at = page("validation", mv_measure="panda-gain").run()
+    assert not at.exception
+    assert {"mv_tasks", "mv_metrics"} <= keys(at.multiselect) and "mv_measure" in keys(at.radio)
+    ok(at)
+    assert any("No PANDA transfer runs" in i.value for i in at.info)
+    assert any(b.key == "mv_fill" for b in at.button)
+
+
+def test_metric_validation_scores_every_indicator(app_cache):
+    from panda_core.train import TrainConfig
+    from panda_core.transfer import TransferConfig, run_transfer
+
+    cfg = TransferConfig(train=TrainConfig(dev_limit=40, test_limit=80))
+    for s in TASKS:
+        for t in TASKS:
+            if s != t:
+                run_transfer(s, t, "zero-shot", "minilm", cfg)
+    at = page("validation", mv_measure="zero-shot").run()
+    ok(at)
+    summary = next(df.value for df in at.dataframe if "indicator" in df.value.columns)
+    assert set(summary["indicator"]) == {"e_concat", "e_avg", "c_concat", "c_avg", "spot", "on", "panda"}
+    assert (summary["pairs"] == 6).all()
+    assert summary["Spearman (pooled)"].notna().any()
+    scatter = figures(at)[0]
+    assert sum(len(values(tr["x"])) for tr in scatter["data"]) == 7 * 6

@@ -1,0 +1,198 @@
+"""End to end in a real browser: `streamlit run app.py` on a free localhost
+port, every page opened in headless Debian Chromium (driven by Python
+playwright), a transfer started with the Run button on the Transfer page and
+waited for, and a screenshot of every page saved to docs/img/<page>.png.
+
+Skipped (with the reason) only when /usr/bin/chromium or playwright is absent.
+Set PANDA_BROWSER_CACHE to an existing cache folder to screenshot that cache
+(e.g. one with many trained prompts and runs) instead of a fresh temporary one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "docs" / "img"
+PAGES = [  # (url path, screenshot name, text near the end of the page: proves it rendered)
+    ("", "home", "What each page does"),
+    ("Prompts", "prompts", "Add a task from a file"),
+    ("Similarity", "similarity", "Prompts used"),
+    ("Cross_model", "cross_model", "Train projector"),
+    ("Metric_validation", "metric_validation", "Measured transfer"),
+    ("Runs", "runs", "One run"),
+    ("Clusters", "clusters", "Hover a point"),  # last: UMAP warms up in the background meanwhile
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser_cache(tmp_path_factory):
+    """The cache the server uses: PANDA_BROWSER_CACHE, else three tiny prompts."""
+    given = os.environ.get("PANDA_BROWSER_CACHE")
+    if given:
+        yield Path(given)
+        return
+    from test_app import TASKS, _link_cache
+
+    root = tmp_path_factory.mktemp("browser") / "cache"
+    root.mkdir()
+    _link_cache(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PANDA_CACHE", str(root))
+    from panda_core.runs import train_prompt
+    from panda_core.tasks import available_tasks
+    from panda_core.train import TrainConfig
+
+    if any(t not in available_tasks() for t in TASKS):
+        pytest.skip("task data missing: run `make setup` first")
+    for task in TASKS:
+        train_prompt(task, "minilm", TrainConfig(steps=10, eval_every=5, dev_limit=40, test_limit=80, batch_size=8,
+                                                 max_length=64))
+    yield root
+    mp.undo()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(browser_cache):
+    """`streamlit run app.py` on a free port; always killed at the end."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium, or scripts/setup.sh --browser)")
+    pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
+    port = _free_port()
+    env = os.environ | {"PANDA_CACHE": str(browser_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    log = open(browser_cache / "streamlit-test.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start listening within 60 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def settle(page, text: str, timeout: float = 120, plots: int = 0) -> None:
+    """Wait for the page's own content (Streamlit renders over a websocket, so
+    the load event says nothing), then until no spinner or running script is
+    left and at least `plots` plotly figures are drawn."""
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout * 1000)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy = page.locator('[data-testid="stSpinner"], [data-testid="stStatusWidgetRunningIcon"], '
+                            '[data-stale="true"]').count()
+        if not busy and page.locator(".js-plotly-plot").count() >= plots:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"page with '{text}' still busy after {timeout:.0f} s")
+    time.sleep(1.5)  # let plotly finish drawing
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_transfer_page_runs_a_transfer(server, browser_page):
+    page = browser_page
+    page.goto(f"{server}/Transfer")
+    settle(page, "Which source for this target?")
+    no_exception(page)
+    for label, value in (("Training steps", "10"), ("Dev eval every", "5"), ("Dev examples", "40"),
+                         ("Test examples (0 = all)", "80")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        time.sleep(0.7)
+    page.get_by_role("button", name="Run", exact=True).first.click()
+    page.get_by_text("Dev accuracy of every run (live)").first.wait_for(timeout=60_000)
+    # the results table appears once a run is done; wait until nothing is queued or running
+    deadline = time.time() + 900  # PT, PoT and PANDA: about 1.5 min on an idle 2-core machine
+    while time.time() < deadline:
+        body = page.locator("section.main, [data-testid='stMain']").first.inner_text()
+        if "Results (CSV)" in body and "· running" not in body and "· queued" not in body:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("the transfer runs started from the Transfer page did not finish within 15 minutes")
+    settle(page, "Results (CSV)")
+    no_exception(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    shoot(page, "transfer")
+
+
+@pytest.mark.parametrize("path,name,text", PAGES, ids=[p[1] for p in PAGES])
+def test_every_page_renders(server, browser_page, path, name, text):
+    page = browser_page
+    page.goto(f"{server}/{path}")
+    plots = 1 if name in ("similarity", "clusters") else 0
+    settle(page, text, plots=plots)
+    if name == "clusters":  # UMAP replaces the interim PCA map once warmed up (bounded wait)
+        deadline = time.time() + 150
+        while time.time() < deadline and page.get_by_text("warming up in the background").count():
+            time.sleep(2)
+        settle(page, "Layout", plots=1)
+    no_exception(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
+        '[data-testid="stAlertContentError"]').first.inner_text()
+    shoot(page, name)
