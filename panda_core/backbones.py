@@ -930,6 +930,9 @@ def _load_hub(repo_id: str, device: torch.device) -> Backbone:
     fix = "use a registry name or a folder with config.json"
     if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", repo_id) or ".." in repo_id:
         raise PandaError(f"{start}, nor a valid hub id: {fix}")
+    if not os.environ.get("PANDA_ALLOW_HUB"):  # the hub only when the user opts in
+        raise PandaError(f"{start}; to load it from the Hugging Face hub set PANDA_ALLOW_HUB=1 (online machines), "
+                         f"or {fix}")
     local = True
     try:
         with _quiet_transformers():

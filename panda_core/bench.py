@@ -417,10 +417,9 @@ def bench_steps(bb_name: str, cfg: BenchConfig, log: Log) -> list[Case]:
                     torch.set_num_threads(threads)
 
             fns["ours_1thread"] = ours_1thread
-        peer = None
-        if bb.kind != "mlm":
-            peer = _PeftStep(bb, scorer, init, lr)
-            fns["peft"] = lambda: [float(peer.step(scorer.collate(enc, idx))) for idx in index]
+        if bb.kind != "mlm":  # PEFT has no <mask> slot after its virtual tokens
+            peft_step = _PeftStep(bb, scorer, init, lr)
+            fns["peft"] = lambda: [float(peft_step.step(scorer.collate(enc, idx))) for idx in index]
         log(f"  steps on {bb_name}: {len(fns)} variants x {cfg.reps} reps of {cfg.n_batches} batches of {B}")
         times = interleaved(fns, cfg.reps, cfg.warmup, cfg.step_budget, min_reps=3)
     examples = B * cfg.n_batches
@@ -446,8 +445,6 @@ def bench_steps(bb_name: str, cfg: BenchConfig, log: Log) -> list[Case]:
                      "report only: the first epoch runs one teacher forward per new example", backbone=bb_name,
                      ours_is="PANDA step, teacher cache empty", peer_is="PoT step", floor_is="as pt_step",
                      rss_mb=mem.mb, detail={"time_ratio_vs_pot": _r(rate["ours"] / rate["panda_cold"])})
-    del peer
-    gc.collect()
     return [pt, warm_case, cold_case]
 
 
@@ -552,7 +549,15 @@ def bench_indicators(bb_name: str, cfg: BenchConfig, log: Log) -> list[Case]:
     """ON, PANDA-metric and embedding-metric matrices over 12 in-memory prompts
     (vocab-initialised, as a trained prompt starts) against a pair-by-pair loop."""
     from .backbones import get_backbone
-    from .metrics import EMBEDDING_FUNCS, _stack, binary_cosine, ffn_activations, on_matrix, panda_matrix, panda_pair
+    from .metrics import (
+        EMBEDDING_FUNCS,
+        _stack,
+        binary_cosine,
+        ffn_activations,
+        on_matrix,
+        panda_matrix,
+        panda_pair,
+    )
 
     cases = []
     bb = get_backbone(bb_name)
@@ -817,7 +822,7 @@ def _fmt(x, unit: str = "") -> str:
     if unit == "s":
         return f"{x:.2f} s"
     if unit == "examples/s":
-        return f"{x:.1f}/s"
+        return f"{x:.1f} ex/s"
     return f"{x:.2f}"
 
 
@@ -872,8 +877,8 @@ def render_results(result: dict) -> str:
             extra = f" (PANDA step time {c['detail'].get('time_ratio_vs_pot')}x PoT)"
         if c["name"] == "sweep_ray":
             extra = f"; scores equal to local: {c['detail'].get('scores_equal_to_local_2_workers')}"
-        lines.append(f"- `{c['name']}`: {_fmt(ratio)}x {c.get('peer_is') or 'the peer'}{extra} - goal "
-                     f"{c['goal']}: **{met}**.")
+        lines.append(f"- `{c['name']}`: {_fmt(c['ours'], c['unit'])}, {_fmt(ratio)}x {c.get('peer_is') or 'the peer'}"
+                     f"{extra} - goal {c['goal']}: **{met}**.")
     lines += ["", DOC_END]
     return "\n".join(lines)
 

@@ -31,12 +31,17 @@ def log(msg: str) -> None:
 
 
 def tqdm_progress(total: int, desc: str):
-    """A progress callback for train-loop dicts, drawn with tqdm on stderr."""
+    """A progress callback for train-loop dicts, drawn with tqdm on stderr.
+    The bar appears with the first progress report, so an early error stays
+    a clean one-line message."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    state: dict = {}
 
     def update(info: dict) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
         bar.n = info.get("step", bar.n)
         post = {"loss": f"{info['loss']:.3f}"} if "loss" in info else {}
         if "dev_acc" in info:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from .errors import PandaError
 from .prompts import init_prompt
-from .scoring import Batch, Encoded, PromptScorer
+from .scoring import Encoded, PromptScorer
 from .tasks import get_task, load_split
 from .train import Cancelled, TrainConfig, TrainResult, lr_lambda
 

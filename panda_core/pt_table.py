@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
-from . import store
+from . import atomic, store
 from .paths import REPO_ROOT
 from .tasks import available_tasks, get_task
 from .train import TrainConfig
@@ -57,6 +57,6 @@ def update_readme(text: str) -> None:
     readme = REPO_ROOT / "README.md"
     body = readme.read_text()
     new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", body, flags=re.S)
-    readme.write_text(new)
+    atomic.write_text(readme, new)
     (REPO_ROOT / "docs").mkdir(exist_ok=True)
-    (REPO_ROOT / "docs" / "pt_table.md").write_text("# Prompt tuning per task\n\n" + text + "\n")
+    atomic.write_text(REPO_ROOT / "docs" / "pt_table.md", "# Prompt tuning per task\n\n" + text + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import atomic, store
 from .backbones import get_backbone
 from .errors import PandaError
 from .metrics import METRIC_LABELS, Metric, rank_correlation
@@ -207,7 +207,7 @@ class Study:
 
         self.data["seconds"] = round(time.time() - self.t0, 1)
         paths = []
-        (self.out / "results.json").write_text(json.dumps(self.data, indent=1, default=str))
+        atomic.write_text(self.out / "results.json", json.dumps(self.data, indent=1, default=str))
         paths.append(str(self.out / "results.json"))
         for key in ("pt", "transfers", "projectors"):
             if self.data.get(key):
@@ -219,7 +219,7 @@ class Study:
                 self.out / "zero_shot_relative.csv")
             paths.append(str(self.out / "zero_shot_relative.csv"))
         md = REPO_ROOT / "docs" / "results.md"
-        md.write_text(render_markdown(self.data))
+        atomic.write_text(md, render_markdown(self.data))
         paths.append(str(md))
         return paths
 

@@ -61,14 +61,12 @@ def plan(sources: list[str], targets: list[str], methods: list[str], include_sel
     return sorted(jobs, key=lambda j: order[j["method"]])
 
 
-def needed_prompts(jobs: list[dict]) -> list[str]:
-    """Tasks whose PT prompt the sweep reads: every source, and PANDA's targets."""
-    need = []
-    for j in jobs:
-        for t in ([j["source"]] if j["source"] else []) + ([j["target"]] if j["method"] == "panda" else []):
-            if t not in need:
-                need.append(t)
-    return need
+def needed_prompts(jobs: list[dict], order: list[str] | None = None) -> list[str]:
+    """Tasks whose PT prompt the sweep reads: every source, and PANDA's targets;
+    in the order of `order` (e.g. sources + targets as given), else sorted."""
+    need = {j["source"] for j in jobs if j["source"]} | {j["target"] for j in jobs if j["method"] == "panda"}
+    rank = {t: i for i, t in reversed(list(enumerate(order or [])))}
+    return sorted(need, key=lambda t: (rank.get(t, len(rank)), t))
 
 
 def cores() -> int:
@@ -137,7 +135,7 @@ def _reap_dead_runs() -> None:
 
 
 def train_missing(jobs: list[dict], backbone: str, config: TransferConfig,
-                  log: Callable[[str], None] | None = None) -> list[dict]:
+                  log: Callable[[str], None] | None = None, order: list[str] | None = None) -> list[dict]:
     """Train, in one batched run, the PT prompts the sweep reads and the store lacks."""
     from . import store
     from .backbones import get_backbone
@@ -145,7 +143,7 @@ def train_missing(jobs: list[dict], backbone: str, config: TransferConfig,
 
     bb = get_backbone(backbone)
     length = config.train.prompt_length
-    missing = [t for t in needed_prompts(jobs) if store.latest_prompt_id(t, bb.name, "pt", length) is None]
+    missing = [t for t in needed_prompts(jobs, order) if store.latest_prompt_id(t, bb.name, "pt", length) is None]
     if not missing:
         return []
     if log:
@@ -171,7 +169,7 @@ def run_sweep(
     cfg = asdict(config)
     threads = max(1, cores() // workers)
     _reap_dead_runs()
-    trained = train_missing(jobs, backbone, config, log) if train_prompts_first else []
+    trained = train_missing(jobs, backbone, config, log, list(sources) + list(targets)) if train_prompts_first else []
 
     def done(r: dict) -> None:
         if log:

@@ -222,3 +222,9 @@ def test_gguf_header_gives_the_same_sizes_as_the_prepared_config():
     path = bb._smol_gguf()
     assert path is not None
     assert bb._read_gguf_sizes(path) == {"hidden_size": 576, "num_layers": 30, "ffn_size": 1536}
+
+
+def test_hub_ids_need_an_explicit_opt_in(monkeypatch):
+    monkeypatch.delenv("PANDA_ALLOW_HUB", raising=False)
+    with pytest.raises(PandaError, match="PANDA_ALLOW_HUB=1"):
+        bb.get_backbone("some-org/some-model")

@@ -45,7 +45,7 @@ def test_plan_orders_pot_before_panda_and_skips_self_pairs():
     assert {(j["source"], j["target"]) for j in jobs if j["method"] == "pot"} == {("a", "b"), ("b", "a")}
     assert [j for j in jobs if j["method"] == "pt"] == [{"source": None, "target": "a", "method": "pt"},
                                                          {"source": None, "target": "b", "method": "pt"}]
-    assert needed_prompts(jobs) == ["a", "b"]
+    assert needed_prompts(jobs) == ["a", "b"] and needed_prompts(jobs, ["b", "a"]) == ["b", "a"]
     assert needed_prompts(plan(["a"], ["b"], ["pot"])) == ["a"]
 
 
