@@ -146,8 +146,7 @@ def results_table(runs: list[dict], bb: str, length: int, metric: str) -> pd.Dat
         out.append({
             "method": ui.METHOD_LABELS.get(r["method"], r["method"]), "source": r.get("source") or "—",
             "target": r["target"], "status": f"{ui.STATUS_ICON.get(r['status'], '')} {r['status']}",
-            f"predicted T ({metric})": res.get("transferability") if r["method"] == "panda" and metric == "panda"
-            and res.get("transferability") is not None else pred.get(r.get("source")),
+            f"predicted T ({metric})": pred.get(r.get("source")),
             "PANDA λ": res.get("kd_weight"),
             "test acc": res.get("test_acc"), "best dev acc": res.get("dev_acc"),
             "Δ test vs PT": (res["test_acc"] - pt_test) if res.get("test_acc") is not None and pt_test else None,

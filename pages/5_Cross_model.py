@@ -108,7 +108,8 @@ def main() -> None:
     length = ui.prompt_length()
     with ui.guard():
         launch(length)
-    runs = st.session_state.get("cm_runs", [])
+    runs = list(st.session_state.get("cm_runs", []))
+    runs += [r["id"] for r in ui.active_runs("project") if r["id"] not in runs]
     if runs:
         def render(rows: list[dict]) -> None:
             for r in rows:

@@ -149,8 +149,10 @@ def main() -> None:
         pts = scatter(out)
         if not pts.empty:
             fig = px.scatter(pts, x="predicted", y="measured", color="target", facet_col="indicator",
-                             facet_col_wrap=4, hover_data=["source", "target", "target family"],
+                             facet_col_wrap=4, facet_row_spacing=0.12, facet_col_spacing=0.05,
+                             hover_data=["source", "target", "target family"],
                              title=f"Indicator vs measured transfer ({measure})")
+            fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
             fig.update_xaxes(matches=None, showticklabels=True)
             fig.update_layout(height=320 * ((len(metrics) + 3) // 4) + 80, margin=dict(l=10, r=10, t=70, b=10))
             ui.plot(fig, key="mv_scatter")

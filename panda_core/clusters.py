@@ -67,7 +67,16 @@ def embed_2d(features: np.ndarray, method: str = "umap", seed: int = 0, metric: 
     """(N, F) features -> (N, 2) coordinates with a seeded layout.
 
     Small N is handled (UMAP/t-SNE neighbourhoods shrink to fit; one or two
-    points are placed without a fit)."""
+    points are placed without a fit). Runs single-threaded: the inputs are
+    small, and in a process that also holds torch, BLAS/OpenMP thread pools
+    fighting over 2 cores made t-SNE 20-50x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _embed_2d(features, method, seed, metric)
+
+
+def _embed_2d(features: np.ndarray, method: str, seed: int, metric: str) -> np.ndarray:
     try:
         method = Layout(method).value
     except ValueError:

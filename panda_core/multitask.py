@@ -39,6 +39,11 @@ from .train import Cancelled, TrainConfig, TrainResult, lr_lambda
 
 Progress = Callable[[dict], None]
 
+# rows x padded width per forward pass: a step's mixed rows are sorted by length
+# and cut into passes of about this many tokens, so a short task's texts are
+# not padded to a long task's width (None: one pass for the whole step)
+DEFAULT_TOKEN_BUDGET = 4096
+
 
 @dataclass
 class TaskSlot:
@@ -199,14 +204,15 @@ def train_multitask(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_eval: Callable[[str, int, float], None] | None = None,
-    token_budget: int | None = None,
+    token_budget: int | None = DEFAULT_TOKEN_BUDGET,
 ) -> dict[str, TrainResult]:
     """Train one prompt per task in one batched run; returns each task's
     best-dev result (the same fields as `train.train`).
 
     `config` is shared (steps, per-task batch size, learning rate, schedule,
-    evaluation); `inits` may give a task its starting prompt. Prompt-only:
-    heads, model tuning and distillation use `train.train`."""
+    evaluation); `inits` may give a task its starting prompt; `token_budget`
+    bounds rows x width of one forward pass (see `MultiTaskBatcher.chunks`).
+    Prompt-only: heads, model tuning and distillation use `train.train`."""
     if config.head or config.tune_model or config.kd_weight:
         raise PandaError("batched training covers prompt tuning only (no head, model tuning or distillation)")
     t0 = time.perf_counter()
@@ -281,7 +287,7 @@ def train_prompts(
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
-    token_budget: int | None = None,
+    token_budget: int | None = DEFAULT_TOKEN_BUDGET,
 ) -> list[dict]:
     """Prompt tuning for several tasks in one batched run, recorded like
     `runs.train_prompt`: one "train"/"pt" run per task with its dev curve, and

@@ -31,6 +31,15 @@ def test_interleaved_runs_every_variant_each_rep_in_rotating_order():
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
 
 
+def test_a_time_budget_trims_repetitions_but_keeps_the_minimum():
+    import time
+
+    slow = {"a": lambda: time.sleep(0.02), "b": lambda: time.sleep(0.02)}
+    assert len(interleaved(slow, reps=7, warmup=1, budget=0.001, min_reps=3)["a"]) == 3
+    assert len(interleaved(slow, reps=7, warmup=0, budget=0.001)["a"]) == 1
+    assert len(interleaved(slow, reps=4, warmup=0, budget=100.0)["b"]) == 4
+
+
 def test_peak_rss_sees_an_allocation():
     import numpy as np
 

@@ -5,7 +5,8 @@ waited for, and a screenshot of every page saved to docs/img/<page>.png.
 
 Skipped (with the reason) only when /usr/bin/chromium or playwright is absent.
 Set PANDA_BROWSER_CACHE to an existing cache folder to screenshot that cache
-(e.g. one with many trained prompts and runs) instead of a fresh temporary one.
+(e.g. one with many trained prompts and runs) instead of a fresh temporary one,
+and PANDA_SCREENSHOTS to write the pictures somewhere else than docs/img.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-SHOTS = ROOT / "docs" / "img"
+SHOTS = Path(os.environ.get("PANDA_SCREENSHOTS", ROOT / "docs" / "img"))
 PAGES = [  # (url path, screenshot name, text near the end of the page: proves it rendered)
     ("", "home", "What each page does"),
     ("Prompts", "prompts", "Add a task from a file"),
@@ -33,7 +34,7 @@ PAGES = [  # (url path, screenshot name, text near the end of the page: proves i
     ("Cross_model", "cross_model", "Train projector"),
     ("Metric_validation", "metric_validation", "Measured transfer"),
     ("Runs", "runs", "One run"),
-    ("Clusters", "clusters", "Hover a point"),  # last: UMAP warms up in the background meanwhile
+    ("Clusters", "clusters", "Hover a point"),  # last: UMAP has been warming up in the background
 ]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -84,7 +85,8 @@ def server(browser_cache):
     log = open(browser_cache / "streamlit-test.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
@@ -153,6 +155,23 @@ def shoot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+@pytest.mark.parametrize("path,name,text", PAGES, ids=[p[1] for p in PAGES])
+def test_every_page_renders(server, browser_page, path, name, text):
+    page = browser_page
+    page.goto(f"{server}/{path}")
+    plots = 1 if name in ("similarity", "clusters") else 0
+    settle(page, text, plots=plots)
+    if name == "clusters":  # UMAP replaces the interim PCA map once warmed up (bounded wait)
+        deadline = time.time() + 150
+        while time.time() < deadline and page.get_by_text("warming up in the background").count():
+            time.sleep(2)
+        settle(page, "Layout", plots=1)
+    no_exception(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
+        '[data-testid="stAlertContentError"]').first.inner_text()
+    shoot(page, name)
+
+
 def test_transfer_page_runs_a_transfer(server, browser_page):
     page = browser_page
     page.goto(f"{server}/Transfer")
@@ -179,20 +198,3 @@ def test_transfer_page_runs_a_transfer(server, browser_page):
     no_exception(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     shoot(page, "transfer")
-
-
-@pytest.mark.parametrize("path,name,text", PAGES, ids=[p[1] for p in PAGES])
-def test_every_page_renders(server, browser_page, path, name, text):
-    page = browser_page
-    page.goto(f"{server}/{path}")
-    plots = 1 if name in ("similarity", "clusters") else 0
-    settle(page, text, plots=plots)
-    if name == "clusters":  # UMAP replaces the interim PCA map once warmed up (bounded wait)
-        deadline = time.time() + 150
-        while time.time() < deadline and page.get_by_text("warming up in the background").count():
-            time.sleep(2)
-        settle(page, "Layout", plots=1)
-    no_exception(page)
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
-        '[data-testid="stAlertContentError"]').first.inner_text()
-    shoot(page, name)
