@@ -53,8 +53,9 @@ def launch(length: int) -> None:
         problems.append("Choose two different backbones.")
     for p in problems:
         st.warning(p)
-    if tgt_bb in ("mpnet", "smollm2"):
-        st.caption(f"{tgt_bb} is slower than MiniLM; its first use unpacks it once.")
+    info = next((r for r in ui.backbone_rows() if r["name"] == tgt_bb), {})
+    if info and not info.get("prepared", True):
+        st.caption(f"{tgt_bb} is not unpacked yet: the job's first step prepares it once (a minute or more).")
     if st.button("Train projector", type="primary", icon="▶️", key="cm_run", disabled=bool(problems) or not eval_tasks):
         params = {"source_backbone": src_bb, "target_backbone": tgt_bb, "train_task": train_task, "method": method,
                   "eval_tasks": list(eval_tasks), "steps": steps, "prompt_length": length,
@@ -66,13 +67,15 @@ def launch(length: int) -> None:
 
 def result_view(run: dict) -> None:
     res = run["result"]
-    df = pd.DataFrame(res["results"])
+    df = pd.DataFrame(res["results"]).dropna(axis=1, how="all")
     st.markdown(f"**{res['source_backbone']} → {res['target_backbone']}**, {res['method']} projector trained on "
                 f"**{res['train_task']}** ({res['steps']} steps, {res.get('seconds', '?')} s) · "
                 f"`{res['projector_id']}`")
     st.dataframe(df.rename(columns={"test_acc": "projected prompt", "random_prompt_acc": "random prompt",
                                     "target_pt_acc": "target's own PT prompt"}),
-                 hide_index=True, key=f"cm_table_{run['id']}")
+                 hide_index=True, key=f"cm_table_{run['id']}",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("projected prompt", "random prompt", "target's own PT prompt")})
     fig = go.Figure()
     for col, name in (("test_acc", "projected prompt"), ("random_prompt_acc", "random prompt"),
                       ("target_pt_acc", f"own PT prompt on {res['target_backbone']}")):

@@ -56,12 +56,11 @@ def details() -> None:
     from panda_core import jobs, store
 
     st.subheader("One run")
-    run_id = st.text_input("Run id (copy it from the table)", key="runs_detail_id").strip()
-    if not run_id:
-        recent = store.list_runs(limit=1)
-        run_id = recent[0]["id"] if recent else ""
-    if not run_id:
+    recent = store.list_runs(limit=300)
+    if not recent:
         return
+    labels = {r["id"]: f"{r['id']} · {ui.run_label(r)} · {r['status']}" for r in recent}
+    run_id = st.selectbox("Run (newest first)", list(labels), format_func=labels.get, key="runs_detail_id")
     run = store.get_run(run_id)
     if run is None:
         st.error(f"unknown run '{run_id}'")

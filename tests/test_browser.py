@@ -151,8 +151,15 @@ def no_exception(page) -> None:
 
 
 def shoot(page, name: str) -> None:
+    """Screenshot the whole page. Streamlit scrolls inside its main container,
+    so the viewport is grown to the content's height for the picture."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : 1800; }")
+    page.set_viewport_size({"width": 1400, "height": int(min(max(900, height + 20), 6000))})
+    time.sleep(1.5)  # plotly redraws on resize
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1800})
 
 
 @pytest.mark.parametrize("path,name,text", PAGES, ids=[p[1] for p in PAGES])

@@ -202,7 +202,9 @@ def run_label(run: dict) -> str:
     if kind == "train":
         return f"train {run['target']}"
     if kind == "project":
-        return f"projector {run.get('source') or '?'} → {run['backbone']} ({run['method']}, {run['target']})"
+        src = (run.get("source") or ((run.get("config") or {}).get("job") or {}).get("source_backbone")
+               or (run.get("result") or {}).get("source_backbone") or "?")
+        return f"projector {src} → {run['backbone']} ({run['method']}, trained on {run['target']})"
     src = run.get("source") or "—"
     return f"{METHOD_LABELS.get(run['method'], run['method'])}: {src} → {run['target']}"
 
