@@ -34,12 +34,14 @@ class StudyConfig:
 
     backbone: str = "minilm"
     seed: int = 0
-    pt: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, eval_every=50))
-    zero_shot_test_limit: int = 300
-    # the transfer table: low-resource targets (train subset) x every other study task as source
-    transfer_tasks: tuple[str, ...] = ("mr", "yelp_uci", "tweets", "bbc", "r8", "vitaminc", "presuppositions",
+    # the default `train` config, so the README PT table and the study share their runs
+    pt: TrainConfig = field(default_factory=TrainConfig)
+    zero_shot_test_limit: int = 200
+    # the transfer table: low-resource targets (train subset) x every other study task as source;
+    # each target has sources of its own family and of others, so within- vs cross-family shows
+    transfer_tasks: tuple[str, ...] = ("mr", "yelp_uci", "tweets", "bbc", "vitaminc", "presuppositions",
                                        "spam_assassin")
-    targets: tuple[str, ...] = ("yelp_uci", "bbc", "presuppositions", "tweets")
+    targets: tuple[str, ...] = ("yelp_uci", "presuppositions")
     methods: tuple[str, ...] = ("pot", "panda")
     transfer: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=60, eval_every=20, train_limit=256, dev_limit=200, test_limit=500))

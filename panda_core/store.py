@@ -568,10 +568,18 @@ def _decode_run(row: dict) -> dict:
 
 def claim_run(run_id: str, max_running: int) -> bool:
     """Atomically move a queued run to running if fewer than `max_running`
-    background runs are running; False means: wait and try again."""
+    background runs are running and no older launched job still waits (jobs
+    start in the order they were submitted); False means: wait and try again."""
     with transaction() as conn:
         busy = conn.execute("SELECT COUNT(*) FROM runs WHERE status='running' AND pid IS NOT NULL").fetchone()[0]
         if busy >= max_running:
+            return False
+        older = conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE status='queued' AND pid IS NOT NULL AND id != ? AND "
+            "(created < (SELECT created FROM runs WHERE id=?) OR "
+            " (created = (SELECT created FROM runs WHERE id=?) AND id < ?))",
+            (run_id, run_id, run_id, run_id)).fetchone()[0]
+        if older:
             return False
         cur = conn.execute("UPDATE runs SET status='running', owner=?, updated=? WHERE id=? AND status='queued'",
                            (atomic.process_token(), time.time(), run_id))

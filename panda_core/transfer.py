@@ -177,7 +177,9 @@ def _dispatch(method, source, target, bb, config: TransferConfig, progress, shou
     result = train(bb, target, tcfg, init=init, teacher_prompt=teacher, progress=progress,
                    should_stop=should_stop, on_eval=on_eval)
     prompt = SoftPrompt(
-        tensor=result.prompt, backbone=bb.name, task=target, method=method.replace("-", "_"),
+        # a PT baseline run is saved apart from `train`'s prompts, so it never becomes the task's source prompt
+        tensor=result.prompt, backbone=bb.name, task=target,
+        method="pt_baseline" if method == "pt" else method.replace("-", "_"),
         seed=cfg.seed, steps=result.steps, source_prompt=src.prompt_id if src else None,
         scores={"dev_acc": result.best_dev, "test_acc": result.test_acc},
         extra={"run_id": run_id, "kd_weight": lam, "source_task": source},

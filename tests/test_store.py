@@ -81,3 +81,17 @@ def test_runs_and_curves_are_recorded(private_cache):
     run = store.get_run(rid)
     assert run["status"] == "done" and run["result"]["test_acc"] == 0.7
     assert store.curve(rid) == [(0, 0.5), (10, 0.75)]
+
+
+def test_background_jobs_are_claimed_in_submission_order(private_cache):
+    import os
+
+    ids = [store.create_run("train", "pt", t, "minilm", {}, status="queued") for t in ("a", "b", "c")]
+    for run_id in ids:
+        store.update_run(run_id, pid=os.getpid())
+    assert not store.claim_run(ids[2], max_running=2)  # older jobs wait
+    assert store.claim_run(ids[0], max_running=2)
+    assert store.claim_run(ids[1], max_running=2)
+    assert not store.claim_run(ids[2], max_running=2)  # both slots busy
+    store.update_run(ids[0], status="done")
+    assert store.claim_run(ids[2], max_running=2)
