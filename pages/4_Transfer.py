@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from pages.common import ui  # noqa: E402
+from panda_core.validation import steps_to_reach  # noqa: E402
 
 METHODS = ["zero-shot", "pt", "pot", "panda", "model-tuning"]
 EMBEDDING = ["e_concat", "e_avg", "c_concat", "c_avg", "spot"]
@@ -98,16 +99,6 @@ def current_batch() -> list[str]:
 
 
 # ------------------------------------------------------------------ results
-def steps_to_reach(curve: list, threshold: float | None) -> int | None:
-    """First evaluated step whose dev accuracy reaches `threshold`."""
-    if threshold is None:
-        return None
-    for step, acc in curve:
-        if acc >= threshold - 5e-5:  # stored scores are rounded to 4 decimals
-            return int(step)
-    return None
-
-
 def predicted(metric: str, bb: str, sources: list[str], target: str, length: int) -> dict[str, float]:
     have = set(ui.tasks_with_prompts(bb, length))
     tasks = [s for s in dict.fromkeys(sources) if s in have and s != target]

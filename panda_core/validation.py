@@ -19,6 +19,17 @@ from .metrics import Metric, rank_correlation
 MEASURES = ("zero-shot", "pot-gain", "panda-gain")
 
 
+def steps_to_reach(curve: list, threshold: float | None) -> int | None:
+    """First evaluated step whose dev accuracy reaches `threshold` (how fast a
+    transfer gets to what prompt tuning reached), or None."""
+    if threshold is None:
+        return None
+    for step, acc in curve:
+        if acc >= threshold - 5e-5:  # stored scores are rounded to 4 decimals
+            return int(step)
+    return None
+
+
 def pt_scores(backbone: str) -> dict[str, float]:
     """Test accuracy of each task's newest PT prompt."""
     best: dict[str, tuple[float, float]] = {}

@@ -82,3 +82,13 @@ def test_rank_correlation_perfect_and_reversed():
     bad = metrics.rank_correlation(-good, measured)
     assert bad["spearman_pooled"] == pytest.approx(-1.0)
     assert res["n_pairs"] == 9
+
+
+def test_steps_to_reach_finds_the_first_eval_at_the_threshold():
+    from panda_core.validation import steps_to_reach
+
+    curve = [(0, 0.5), (20, 0.69995), (40, 0.72), (60, 0.71)]
+    assert steps_to_reach(curve, 0.7) == 20  # 4-decimal rounding of stored scores
+    assert steps_to_reach(curve, 0.72) == 40
+    assert steps_to_reach(curve, 0.9) is None
+    assert steps_to_reach(curve, None) is None
