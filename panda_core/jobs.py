@@ -245,4 +245,4 @@ def _execute(kind: str, params: dict, run_id: str, progress, should_stop) -> Non
     else:
         from .projector import run_projection
 
-        run_projection(progress=progress, run_id=run_id, **params)
+        run_projection(progress=progress, run_id=run_id, should_stop=should_stop, **params)

@@ -107,8 +107,11 @@ def train_projector(
     batch_size: int = 16,
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[PromptProjector, dict]:
     """Train a projector from the `train_task` prompt of the source backbone."""
+    from .train import Cancelled
+
     method = ProjectorMethod(method).value
     torch.manual_seed(seed)
     bb_s, bb_t = get_backbone(source_backbone), get_backbone(target_backbone)
@@ -124,6 +127,8 @@ def train_projector(
         enc = scorer.encode(load_split(train_task, "train"))
         gen = torch.Generator().manual_seed(seed)
     for step in range(1, steps + 1):
+        if should_stop and should_stop():
+            raise Cancelled(f"cancelled at step {step - 1}/{steps}")
         if method == "distance":
             loss = (proj(p_s) - p_t).norm(dim=-1).mean()
         else:
@@ -153,12 +158,14 @@ def run_projection(
     test_limit: int | None = None,
     progress: Callable[[dict], None] | None = None,
     run_id: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train, save and evaluate a projector: each eval task's source prompt is
     projected and scored zero-shot on the target backbone, next to a random
     prompt and (when one exists) the target backbone's own PT prompt."""
     proj, meta = train_projector(source_backbone, target_backbone, train_task, method, steps,
-                                 prompt_length=prompt_length, seed=seed, progress=progress)
+                                 prompt_length=prompt_length, seed=seed, progress=progress,
+                                 should_stop=should_stop)
     pid = save_projector(proj, meta)
     bb_s, bb_t = get_backbone(source_backbone), get_backbone(target_backbone)
     rand = init_prompt(bb_t.embeddings(), prompt_length, PromptInit.RANDOM, seed=seed)

@@ -115,6 +115,21 @@ def test_projector_maps_shapes_and_round_trips(two_prompts, capsys):
     assert loaded(torch.randn(4, 384)).shape == (4, 576)
 
 
+def test_projector_training_stops_when_cancelled(two_prompts):
+    from panda_core.projector import train_projector
+    from panda_core.train import Cancelled
+
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(Cancelled, match="step 2/50"):
+        train_projector("minilm", "minilm", "yelp_uci", "distance", steps=50, prompt_length=4, hidden=8,
+                        should_stop=stop)
+
+
 def test_peft_export_loads_in_peft_and_imports_back(two_prompts, capsys, tmp_path):
     from peft import PeftModel
     from transformers import AutoModel
