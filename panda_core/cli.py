@@ -185,8 +185,10 @@ def cmd_project(args) -> Any:
 
 @command("report")
 def cmd_report(args) -> Any:
-    from .report import StudyConfig, run_study
+    from .report import StudyConfig, rerender, run_study
 
+    if args.render_only:
+        return rerender()
     cfg = StudyConfig(backbone=args.backbone, seed=args.seed)
     return run_study(cfg, stages=args.stages or None, log=log)
 
@@ -307,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backbone", default="minilm")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--stages", nargs="*", choices=["pt", "zero_shot", "transfers", "indicators", "projectors"])
+    sp.add_argument("--render-only", action="store_true",
+                    help="rewrite docs/results.md from docs/results/results.json without computing")
     sp = add("sweep", "many transfers (sources x targets x methods), resumable")
     sp.add_argument("--sources", nargs="+", required=True)
     sp.add_argument("--targets", nargs="+", required=True)

@@ -21,7 +21,7 @@ from .backbones import get_backbone
 from .errors import PandaError
 from .metrics import METRIC_LABELS, Metric, rank_correlation
 from .paths import REPO_ROOT
-from .tasks import available_tasks, get_task
+from .tasks import available_tasks, get_task, list_tasks
 from .train import TrainConfig
 from .transfer import TransferConfig, run_transfer
 
@@ -76,7 +76,8 @@ class Study:
         self.bb = get_backbone(config.backbone)
         self.tasks = [t for t in available_tasks() if get_task(t).source == "offline"]
         self.tasks.sort(key=lambda t: (get_task(t).family, t))
-        self.data: dict = {"config": config.to_dict(), "tasks": self.tasks}
+        self.data: dict = {"config": config.to_dict(), "tasks": self.tasks,
+                           "test_sizes": {r["name"]: r["n_test"] for r in list_tasks() if r["name"] in self.tasks}}
         self.t0 = time.time()
 
     # -------------------------------------------------------------- stages
@@ -284,6 +285,20 @@ def render_markdown(d: dict) -> str:
                   f"{wins} of {len(rows)} pairs ({ties} ties). "
                   + ("PoT is below plain PT on average here (negative transfer), as in PANDA's own appendix."
                      if pot_all < pt_all else "PoT is above plain PT on average here."), ""]
+        fam_rows = []
+        for label, same in (("same family as the target", True), ("other families", False)):
+            rr = [r for r in rows if (r["source_family"] == r["target_family"]) is same]
+            if rr:
+                fam_rows.append([label, len(rr), np.mean([r["pot"] - r["pt"] for r in rr]),
+                                 np.mean([r["panda"] - r["pt"] for r in rr])])
+        lines += ["Gain over PT by the source's family:", "",
+                  _md_table(["sources", "pairs", "PoT - PT (mean)", "PANDA - PT (mean)"], fam_rows), ""]
+        n_test = min(cfg["transfer"]["test_limit"] or 10**9, *(d.get("test_sizes", {}).get(r["target"], 10**9)
+                                                                for r in rows))
+        if n_test < 10**9:
+            se = (0.25 / n_test) ** 0.5
+            lines += [f"One seed per cell. On a test set of {n_test} examples one standard error of an accuracy "
+                      f"is up to {se:.3f}, so differences below about {2 * se:.3f} are within noise.", ""]
     if d.get("indicators"):
         lines += ["## Which indicator predicts transfer?", "",
                   "Spearman rank correlation between the indicator and measured transfer: mean over targets "
@@ -320,3 +335,13 @@ def run_study(config: StudyConfig | None = None, stages: list[str] | None = None
          "indicators": study.indicators, "projectors": study.projectors}[stage]()
         study.write()
     return {"outputs": study.write(), "seconds": study.data["seconds"]}
+
+
+def rerender(out_dir: Path | None = None) -> dict:
+    """Rewrite docs/results.md from a finished study's results.json (no computation)."""
+    src = (out_dir or REPO_ROOT / "docs" / "results") / "results.json"
+    if not src.is_file():
+        raise PandaError(f"no study results at {src}; run `python -m panda_core report` first")
+    md = REPO_ROOT / "docs" / "results.md"
+    atomic.write_text(md, render_markdown(json.loads(src.read_text())))
+    return {"outputs": [str(md)]}
