@@ -162,9 +162,8 @@ def wait(run_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict:
 
 # ------------------------------------------------------------------ worker
 def work(run_id: str) -> int:
-    """Body of `python -m panda_core worker RUN_ID`."""
-    from .train import Cancelled
-
+    """Body of `python -m panda_core worker RUN_ID`. It waits for its turn
+    before importing torch, so a queue of waiting jobs costs little memory."""
     run = store.get_run(run_id)
     if run is None:
         raise PandaError(f"unknown run '{run_id}'")
@@ -177,6 +176,8 @@ def work(run_id: str) -> int:
         store.update_run(run_id, progress={"waiting": True})
         reap()  # a killed worker must not hold its slot for ever
         time.sleep(1.0)
+    from .train import Cancelled
+
     params = run["config"]["job"]
     last = [0.0]
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import PandaError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class PromptInit(str, enum.Enum):
@@ -91,6 +92,8 @@ class SoftPrompt:
 
 def check_tensor(tensor: torch.Tensor, where: str = "prompt") -> None:
     """A prompt tensor must be a finite 2-D float tensor."""
+    import torch
+
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise PandaError(f"{where}: a prompt must be a 2-D tensor (tokens x hidden), got shape {shape}")
@@ -114,6 +117,8 @@ def init_prompt(
     `vocab` copies rows of sampled ordinary vocabulary tokens, which trains
     faster and more stably than noise on small backbones.
     """
+    import torch
+
     how = PromptInit(how)
     weight = embeddings.weight.detach()
     gen = torch.Generator().manual_seed(seed)

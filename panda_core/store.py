@@ -21,9 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
 from . import atomic, paths
 from .errors import PandaError
@@ -211,6 +209,8 @@ def save_prompt(prompt: SoftPrompt) -> str:
     Order: tensor file, sidecar, database row. A crash in between leaves an
     orphan file (reported and removed by `doctor`), never a row without its
     file; if the row cannot be written the files are removed again."""
+    from safetensors.torch import save  # torch only where tensors are touched: waiting workers stay small
+
     check_tensor(prompt.tensor)
     prompt.prompt_id = prompt.prompt_id or new_prompt_id(prompt)
     tensors = {"prompt": prompt.tensor.detach().float().cpu().contiguous()}
@@ -378,6 +378,9 @@ def read_prompt_file(path: Path) -> SoftPrompt:
 
     Every problem (not safetensors, a pickle or zip, truncated, wrong dtype,
     NaN/Inf, metadata that contradicts the tensor, ...) is a one-line PandaError."""
+    import torch
+    from safetensors.torch import load_file
+
     path = Path(path)
     header, raw_meta = inspect_safetensors(path)
     if "prompt" not in header:

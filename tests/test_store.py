@@ -95,3 +95,13 @@ def test_background_jobs_are_claimed_in_submission_order(private_cache):
     assert not store.claim_run(ids[2], max_running=2)  # both slots busy
     store.update_run(ids[0], status="done")
     assert store.claim_run(ids[2], max_running=2)
+
+
+def test_job_queue_imports_no_torch_until_a_job_runs():
+    """A queue of waiting workers must cost megabytes, not a torch each."""
+    import subprocess
+    import sys
+
+    code = "import sys, panda_core.cli, panda_core.jobs; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
