@@ -128,6 +128,7 @@ def cache_overview() -> list[str]:
 
 def train_missing(missing: list[str]) -> None:
     from panda_core import jobs
+    from panda_core.runs import estimate_seconds
 
     bb, length = ui.backbone(), ui.prompt_length()
     st.subheader("Train the missing prompts")
@@ -140,9 +141,14 @@ def train_missing(missing: list[str]) -> None:
             chosen = st.multiselect("Tasks", missing, default=missing, key="home_train_tasks")
             c1, c2 = st.columns(2)
             steps = c1.number_input("Steps per task", 10, 5000, 200, step=10, key="home_train_steps",
-                                    help="On MiniLM and 2 CPU cores a step takes about 0.4 s.")
+                                    help="On MiniLM and 2 CPU cores a step takes about 0.4-1.5 s, longer for long texts.")
             eval_every = c2.number_input("Evaluate on dev every", 5, 1000, 50, step=5, key="home_train_eval")
             go = st.form_submit_button("Train missing prompts", type="primary", icon="🚀")
+        eta = ui.call(estimate_seconds, bb, chosen, int(steps))
+        st.caption("Estimated time, one job after another: "
+                   + (f"about {eta / 60:.0f} min, from the training runs recorded on {bb} here." if eta else
+                      "unknown until the first run on this backbone finishes (MiniLM on 2 CPU cores: "
+                      "about 2-6 min per task at 300 steps)."))
         if go and chosen:
             ids = []
             for task in chosen:

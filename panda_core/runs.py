@@ -63,3 +63,30 @@ def train_prompt(
     except BaseException as err:
         store.update_run(run_id, status="failed", error=str(err).splitlines()[0][:500] if str(err) else type(err).__name__)
         raise
+
+
+def seconds_per_step(backbone: str) -> dict[str, float]:
+    """Median wall seconds per training step (dev evaluations included) of the
+    finished `train` runs on `backbone`, per task, plus "*" over all tasks:
+    what the app uses to say how long a batch of training will take here."""
+    import statistics
+
+    per_task: dict[str, list[float]] = {}
+    for run in store.list_runs(kind="train", status="done", limit=2000):
+        res = run.get("result") or {}
+        if run.get("backbone") != backbone or not res.get("steps") or not res.get("seconds"):
+            continue
+        per_task.setdefault(run["target"], []).append(float(res["seconds"]) / int(res["steps"]))
+    out = {task: statistics.median(v) for task, v in per_task.items()}
+    if out:
+        out["*"] = statistics.median([x for v in per_task.values() for x in v])
+    return out
+
+
+def estimate_seconds(backbone: str, tasks: list[str], steps: int) -> float | None:
+    """Expected training time of `steps` steps on each of `tasks`, or None
+    before any run on this backbone has been recorded."""
+    rates = seconds_per_step(backbone)
+    if not rates:
+        return None
+    return sum(rates.get(t, rates["*"]) for t in tasks) * steps

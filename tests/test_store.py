@@ -105,3 +105,18 @@ def test_job_queue_imports_no_torch_until_a_job_runs():
     code = "import sys, panda_core.cli, panda_core.jobs; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_training_time_estimate_comes_from_recorded_runs(private_cache):
+    from panda_core.runs import estimate_seconds, seconds_per_step
+
+    assert estimate_seconds("minilm", ["mr"], 100) is None  # nothing recorded yet
+    for task, secs in (("mr", 60.0), ("mr", 80.0), ("bbc", 300.0)):
+        run_id = store.create_run("train", "pt", task, "minilm", {})
+        store.update_run(run_id, status="done", result={"seconds": secs, "steps": 100})
+    other = store.create_run("train", "pt", "mr", "mpnet", {})
+    store.update_run(other, status="done", result={"seconds": 900.0, "steps": 100})
+    rates = seconds_per_step("minilm")
+    assert rates["mr"] == pytest.approx(0.7) and rates["bbc"] == pytest.approx(3.0)
+    assert estimate_seconds("minilm", ["mr", "bbc"], 10) == pytest.approx(37.0)
+    assert estimate_seconds("minilm", ["tweets"], 10) == pytest.approx(rates["*"] * 10)
