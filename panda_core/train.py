@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from . import checkpoint as ckpt
 from .errors import PandaError
 from .prompts import PromptInit, init_prompt
 from .scoring import PromptScorer
@@ -149,6 +150,7 @@ def train(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_eval: Callable[[int, float], None] | None = None,
+    resume: bool = True,
 ) -> TrainResult:
     """Train a prompt on `task_name` and return the best-dev checkpoint.
 
@@ -158,6 +160,9 @@ def train(
             loss is ``CE + kd_weight * MSE(z_student, z_teacher)``.
         progress: called with {"step", "steps", "loss", "dev_acc"?} dicts.
         should_stop: polled every step; True cancels the run (raises Cancelled).
+        resume: save a checkpoint at every dev evaluation and continue from
+            one left by an interrupted run of the same work (not for model
+            tuning, whose state is the whole backbone).
     """
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -202,27 +207,73 @@ def train(
     teacher_logits = TeacherCache(scorer, enc_train, teacher) if teacher is not None else None
     n_train = len(enc_train) if config.train_limit is None else min(config.train_limit, len(enc_train))
 
+    # where the batch stream stands: the generator state before this epoch's
+    # permutation and the next offset in it (what a checkpoint needs to resume)
+    stream = {"epoch_gen": gen.get_state(), "offset": 0}
+
     def batches():
         while True:
+            stream["epoch_gen"] = gen.get_state()
             order = torch.randperm(n_train, generator=gen)
-            for s in range(0, max(n_train - config.batch_size + 1, 1), config.batch_size):
+            start, stream["offset"] = stream["offset"], 0
+            for s in range(start, max(n_train - config.batch_size + 1, 1), config.batch_size):
+                stream["offset"] = s + config.batch_size
                 yield scorer.collate(enc_train, order[s : s + config.batch_size])
 
     def snapshot():
         return prompt.detach().clone(), ({k: v.detach().clone() for k, v in head.state_dict().items()} if head else None)
 
-    best_dev = scorer.accuracy(enc_dev, prompt.detach(), head, limit=config.dev_limit)
-    best_step, (best_prompt, best_head) = 0, snapshot()
-    curve = [(0, best_dev)]
+    digest = ckpt.run_digest(task_name, backbone.name, config.to_dict(), init, teacher) \
+        if resume and not config.tune_model else None
+    saved = ckpt.load_checkpoint(digest) if digest else None
+    if saved is not None and saved[0]["prompt"].shape != prompt.shape:
+        saved = None
+    first, elapsed = 1, 0.0
+    if saved is not None:
+        tensors, state = saved
+        with torch.no_grad():
+            prompt.copy_(tensors["prompt"])
+        if head is not None:
+            head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        ckpt.optimizer_from_parts(optim, tensors, state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(tensors["gen.epoch"])
+        stream["offset"] = state["offset"]
+        best_dev, best_step, bad_evals = state["best_dev"], state["best_step"], state["bad_evals"]
+        best_prompt = tensors["best.prompt"].to(backbone.device)
+        best_head = {k[10:]: v for k, v in tensors.items() if k.startswith("best.head.")} or None
+        curve = [tuple(p) for p in state["curve"]]
+        first, elapsed = state["step"] + 1, state["elapsed"]
+    else:
+        best_dev = scorer.accuracy(enc_dev, prompt.detach(), head, limit=config.dev_limit)
+        best_step, (best_prompt, best_head) = 0, snapshot()
+        curve = [(0, best_dev)]
+        bad_evals = 0
     if on_eval:
-        on_eval(0, best_dev)
-    bad_evals, stopped_early, step = 0, False, 0
+        for point_step, acc in curve:
+            on_eval(point_step, acc)
+
+    def save_state(at: int) -> None:
+        opt_tensors, opt_parts = ckpt.optimizer_to_parts(optim)
+        tensors = {"prompt": prompt, "best.prompt": best_prompt, "gen.epoch": stream["epoch_gen"], **opt_tensors}
+        if head is not None:
+            tensors |= {f"head.{k}": v for k, v in head.state_dict().items()}
+        if best_head:
+            tensors |= {f"best.head.{k}": v for k, v in best_head.items()}
+        ckpt.save_checkpoint(digest, tensors, {
+            "step": at, "offset": stream["offset"], "best_dev": best_dev, "best_step": best_step,
+            "bad_evals": bad_evals, "curve": curve, "optimizer": opt_parts, "scheduler": sched.state_dict(),
+            "elapsed": elapsed + time.perf_counter() - t0})
+
+    stopped_early, step = False, first - 1
     model.train(config.tune_model)
-    stream = batches()
-    for step in range(1, config.steps + 1):
+    batch_stream = batches()
+    if saved is not None:  # the epoch under way: same permutation, from the saved offset
+        stream["offset"] = state["offset"]
+    for step in range(first, config.steps + 1):
         if should_stop is not None and should_stop():
             raise Cancelled(f"cancelled at step {step}")
-        batch = next(stream)
+        batch = next(batch_stream)
         loss = prompt_step(scorer, batch, prompt, optim, sched, head, teacher_logits, config.kd_weight)
         info = {"step": step, "steps": config.steps, "loss": float(loss)}
         if not math.isfinite(info["loss"]):
@@ -240,6 +291,8 @@ def train(
                 bad_evals += 1
                 if config.patience is not None and bad_evals >= config.patience:
                     stopped_early = True
+            if digest and step < config.steps and not stopped_early:
+                save_state(step)
         if progress:
             progress(info)
         if stopped_early:
@@ -251,6 +304,8 @@ def train(
         head_mod = torch.nn.Linear(backbone.hidden_size, len(task.labels)).to(backbone.device)
         head_mod.load_state_dict(best_head)
     test_acc = scorer.accuracy(scorer.encode(test_ex), best_prompt, head_mod, limit=config.test_limit)
+    if digest:
+        ckpt.remove_checkpoint(digest)
     return TrainResult(
         prompt=best_prompt.cpu(),
         head={k: v.cpu() for k, v in best_head.items()} if best_head else None,
@@ -259,7 +314,7 @@ def train(
         test_acc=test_acc,
         dev_curve=curve,
         steps=step,
-        seconds=time.perf_counter() - t0,
+        seconds=elapsed + time.perf_counter() - t0,
         trainable_params=trainable,
         stopped_early=stopped_early,
     )

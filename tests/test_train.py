@@ -13,6 +13,12 @@ from panda_core.train import TrainConfig, train
 TASK = "yelp_uci"  # small, real, balanced
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(private_cache):
+    """Checkpoints of these runs go to a throw-away cache."""
+    return private_cache
+
+
 def _cfg(**kw) -> TrainConfig:
     base = dict(steps=12, eval_every=6, batch_size=8, dev_limit=40, test_limit=40, seed=0, prompt_length=4)
     return TrainConfig(**(base | kw))
@@ -66,6 +72,41 @@ def test_same_seed_same_result_and_cancel_stops():
     assert torch.equal(a.prompt, b.prompt)
     with pytest.raises(Cancelled):
         train(bb, TASK, _cfg(), should_stop=lambda: True)
+
+
+def test_an_interrupted_run_resumes_and_ends_as_if_never_stopped(private_cache):
+    from panda_core.train import Cancelled
+
+    bb = get_backbone("minilm")
+    cfg = _cfg(steps=10, eval_every=2, head=True)
+    whole = train(bb, TASK, cfg)
+    assert not list((private_cache / "checkpoints").glob("*"))  # removed once finished
+    calls = []
+    with pytest.raises(Cancelled):
+        train(bb, TASK, cfg, should_stop=lambda: len(calls) >= 5, progress=calls.append)
+    assert len(list((private_cache / "checkpoints").glob("*.safetensors"))) == 1
+    seen, evals = [], []
+    again = train(bb, TASK, cfg, progress=seen.append, on_eval=lambda s, a: evals.append(s))
+    assert seen[0]["step"] == 5  # the checkpoint of step 4, not step 1
+    assert evals == [0, 2, 4, 6, 8, 10]  # the resumed run reports the whole dev curve
+    assert torch.allclose(again.prompt, whole.prompt, atol=1e-6)
+    assert torch.allclose(again.head["weight"], whole.head["weight"], atol=1e-6)
+    assert again.dev_curve == whole.dev_curve and again.test_acc == whole.test_acc
+
+
+def test_a_damaged_checkpoint_is_ignored(private_cache):
+    from panda_core.train import Cancelled
+
+    bb = get_backbone("minilm")
+    cfg = _cfg(steps=6, eval_every=2)
+    whole = train(bb, TASK, cfg)
+    with pytest.raises(Cancelled):
+        train(bb, TASK, cfg, should_stop=lambda: bool(list((private_cache / "checkpoints").glob("*.json"))))
+    for path in (private_cache / "checkpoints").glob("*.safetensors"):
+        path.write_bytes(b"not a checkpoint")
+    seen = []
+    again = train(bb, TASK, cfg, progress=seen.append)
+    assert seen[0]["step"] == 1 and torch.equal(again.prompt, whole.prompt)
 
 
 @pytest.mark.slow
