@@ -133,6 +133,14 @@ clean. The final retry of the job and rerun of the sweep complete; the sweep
 reuses the transfers finished before the kills (their keys) and runs each
 piece of work exactly once.
 
+**Interrupted training resumes** (`tests/test_train.py`). A run stopped
+midway (cancelled, killed, rebooted) leaves a checkpoint from its last dev
+evaluation; running the same work again (a retry from the Runs page, the same
+command, a sweep rerun) continues from that step, reports the whole dev
+curve, and ends with the same prompt, head, curve and test accuracy as a run
+that was never stopped. A damaged checkpoint is ignored and the run starts
+over.
+
 **Concurrency** (`tests/test_concurrency.py`, slow). Two writer processes
 and a CLI sweep share one cache while this process runs `doctor --fix` in a
 loop: no run lost or duplicated, curves complete, both sessions' user tasks
