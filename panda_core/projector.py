@@ -146,6 +146,20 @@ def train_projector(
     return proj.eval(), meta
 
 
+_REFERENCE: dict[tuple, float] = {}
+
+
+def _reference_acc(bb, task: str, which: tuple, prompt: torch.Tensor | None, limit: int | None) -> float:
+    """Accuracy of a reference prompt (random, or the target backbone's own PT
+    prompt), computed once per process: both projector methods compare to it."""
+    key = (bb.name, task, which, limit)
+    if key not in _REFERENCE:
+        if prompt is None:
+            prompt = store.load_prompt(which[1]).tensor
+        _REFERENCE[key] = round(evaluate(bb, task, prompt, limit=limit), 4)
+    return _REFERENCE[key]
+
+
 def run_projection(
     source_backbone: str,
     target_backbone: str,
@@ -177,10 +191,10 @@ def run_projection(
         row = {
             "task": task, "family": get_task(task).family,
             "test_acc": round(evaluate(bb_t, task, projected, limit=test_limit), 4),
-            "random_prompt_acc": round(evaluate(bb_t, task, rand, limit=test_limit), 4),
+            "random_prompt_acc": _reference_acc(bb_t, task, ("random", seed, prompt_length), rand, test_limit),
         }
         own = store.latest_prompt_id(task, bb_t.name, "pt", prompt_length)
-        row["target_pt_acc"] = round(evaluate(bb_t, task, store.load_prompt(own).tensor, limit=test_limit), 4) if own else None
+        row["target_pt_acc"] = _reference_acc(bb_t, task, ("own", own), None, test_limit) if own else None
         results.append(row)
     run_id = run_id or store.create_run("project", method, train_task, bb_t.name, meta, source=bb_s.name)
     out = {"projector_id": pid, "run_id": run_id, **meta, "results": results}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from panda_core.errors import PandaError
@@ -30,3 +32,29 @@ def test_transfer_section_splits_gains_by_source_family_and_states_the_noise():
 def test_rerender_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(PandaError, match="run `python -m panda_core report` first"):
         rerender(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_tiny_study_runs_every_stage_and_writes_its_outputs(private_cache, tmp_path, monkeypatch):
+    from panda_core import report
+    from panda_core.train import TrainConfig
+
+    monkeypatch.setattr(report, "REPO_ROOT", tmp_path)  # docs/results.md goes to the test's folder
+    tiny = dict(steps=2, eval_every=2, dev_limit=16, test_limit=16, prompt_length=4, batch_size=4)
+    cfg = StudyConfig(
+        tasks=("yelp_uci", "amazon_uci", "presuppositions"), pt=TrainConfig(**tiny), zero_shot_test_limit=16,
+        transfer_tasks=("yelp_uci", "amazon_uci", "presuppositions"), targets=("yelp_uci", "presuppositions"),
+        transfer=TrainConfig(**tiny | {"train_limit": 16}), projector_pairs=(("minilm", "smollm2"),),
+        projector_train_task="yelp_uci", projector_eval_tasks=("yelp_uci", "presuppositions"),
+        projector_steps=2, projector_test_limit=8, n_inputs=4)
+    out = report.run_study(cfg, log=lambda _: None, out_dir=tmp_path / "results")
+    md = (tmp_path / "docs" / "results.md").read_text()
+    for section in ("Prompt tuning per task", "Zero-shot cross-task transfer", "PT vs vanilla PoT vs PANDA",
+                    "Gain over PT by the source's family", "Which indicator predicts transfer",
+                    "Cross-model transfer through a projector"):
+        assert section in md
+    data = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert len(data["transfers"]) == 4 and {r["target"] for r in data["transfers"]} == {"yelp_uci", "presuppositions"}
+    assert len(data["zero_shot"]["acc"]) == 3 and len(data["indicators"]) == 7
+    assert {r["method"] for r in data["projectors"]} == {"task"}  # no smollm2 PT prompt: distance is skipped
+    assert any(p.endswith("transfers.csv") for p in out["outputs"])
