@@ -267,9 +267,7 @@ def train(
 
     stopped_early, step = False, first - 1
     model.train(config.tune_model)
-    batch_stream = batches()
-    if saved is not None:  # the epoch under way: same permutation, from the saved offset
-        stream["offset"] = state["offset"]
+    batch_stream = batches()  # resumed: same permutation as the epoch under way, from the saved offset
     for step in range(first, config.steps + 1):
         if should_stop is not None and should_stop():
             raise Cancelled(f"cancelled at step {step}")
