@@ -6,26 +6,23 @@ Run with: streamlit run app.py
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
 
-_ROOT = str(Path(__file__).resolve().parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from pages.common import ui  # noqa: E402
+from panda_app import jobs_view, ui
+from panda_core import ops
+from panda_core.backbones import KINDS
+from panda_core.indicators import INDICATORS
+from panda_core.transfer import METHODS
 
 PAGES = [
     ("pages/1_Prompts.py", "Prompts", "Train a prompt per task (live progress and dev curve), import a prompt or a "
      "task file, download prompts as safetensors or a PEFT adapter."),
-    ("pages/2_Similarity.py", "Similarity", "Heatmaps of every transferability indicator (E/C concat and avg, SPoT, "
-     "ON with a layer window, PANDA) over the tasks, grouped by family; two side by side or their difference."),
+    ("pages/2_Similarity.py", "Similarity", f"Heatmaps of every transferability indicator "
+     f"({', '.join(INDICATORS.names())}) over the tasks, grouped by family; two side by side or their difference."),
     ("pages/3_Clusters.py", "Clusters", "UMAP / PCA / t-SNE maps of the prompts (one point per prompt or per "
      "token), coloured by task family."),
-    ("pages/4_Transfer.py", "Transfer", "Run zero-shot, PT, vanilla PoT, PANDA and model tuning from chosen "
+    ("pages/4_Transfer.py", "Transfer", f"Run {', '.join(METHODS.labels().values())} from chosen "
      "sources to a target in the background, with live dev curves, a results table and source ranking."),
     ("pages/5_Cross_model.py", "Cross model", "Train a projector between two backbones and score projected "
      "prompts against a random prompt."),
@@ -79,7 +76,8 @@ def choose_backbone() -> None:
         c2.metric("Device", "GPU (CUDA)" if device.type == "cuda" else "CPU")
         c3.metric("Hidden size", info["hidden_size"] if info else "?")
         if info:
-            st.caption(f"{info.get('description', '')} · {info['num_layers']} layers · FFN {info['ffn_size']} · "
+            kind = KINDS.labels().get(info.get("kind"), info.get("kind"))
+            st.caption(f"{info.get('description', '')} · {kind} · {info['num_layers']} layers · FFN {info['ffn_size']} · "
                        f"{info.get('license', '')}" + ("" if info.get("prepared", True)
                                                         else " · first load unpacks it once (can take a minute)"))
         elif st.session_state.get("backbone_warning"):
@@ -94,10 +92,7 @@ def cache_overview() -> list[str]:
     bb, length = ui.backbone(), ui.prompt_length()
     st.subheader("Tasks and trained prompts")
     tasks = ui.task_rows()
-    latest: dict[str, dict] = {}
-    for r in ui.prompt_rows(bb):
-        if r["length"] == length:
-            latest[r["task"]] = r  # ordered by creation: the last is the newest
+    latest = ui.latest_prompts(bb, length)
     rows, missing = [], []
     for t in tasks:
         if not t["available"]:
@@ -127,9 +122,6 @@ def cache_overview() -> list[str]:
 
 
 def train_missing(missing: list[str]) -> None:
-    from panda_core import jobs
-    from panda_core.runs import estimate_seconds
-
     bb, length = ui.backbone(), ui.prompt_length()
     st.subheader("Train the missing prompts")
     if missing:
@@ -144,7 +136,7 @@ def train_missing(missing: list[str]) -> None:
                                     help="On MiniLM and 2 CPU cores a step takes about 0.4-1.5 s, longer for long texts.")
             eval_every = c2.number_input("Evaluate on dev every", 5, 1000, 50, step=5, key="home_train_eval")
             go = st.form_submit_button("Train missing prompts", type="primary", icon="🚀")
-        eta = ui.call(estimate_seconds, bb, chosen, int(steps))
+        eta = ui.call(ops.estimate_seconds, bb, chosen, int(steps))
         st.caption("Estimated time, one job after another: "
                    + (f"about {eta / 60:.0f} min, from the training runs recorded on {bb} here." if eta else
                       "unknown until the first run on this backbone finishes (MiniLM on 2 CPU cores: "
@@ -153,28 +145,28 @@ def train_missing(missing: list[str]) -> None:
             ids = []
             for task in chosen:
                 cfg = {"steps": int(steps), "eval_every": int(eval_every), "prompt_length": length}
-                ids.append(ui.call(jobs.submit, "train", {"task": task, "backbone": bb, "config": cfg}))
+                ids.append(ui.call(ops.submit, "train", {"task": task, "backbone": bb, "config": cfg}))
             st.session_state["home_train_runs"] = ids
             st.toast(f"Started {len(ids)} training job(s)")
     else:
         st.success(f"Every available task has a {length}-token prompt on {bb}. Explore the pages in the sidebar.")
     batch = list(st.session_state.get("home_train_runs", []))
-    for r in ui.active_runs("train", bb):
+    for r in jobs_view.active_runs("train", bb):
         if r["id"] not in batch:
             batch.append(r["id"])
     if batch:
         def render(runs: list[dict]) -> None:
             done = sum(r["status"] == "done" for r in runs)
-            frac = sum(1.0 if r["status"] not in ui.ACTIVE else
+            frac = sum(1.0 if r["status"] not in jobs_view.ACTIVE else
                        ((r.get("progress") or {}).get("step", 0) / max(1, (r.get("progress") or {}).get("steps", 1)))
                        for r in runs) / len(runs)
             st.progress(min(frac, 1.0), text=f"Overall: {done}/{len(runs)} prompts trained")
             with st.expander("Each job", expanded=len(runs) <= 4):
                 for r in runs:
-                    ui.show_progress(r)
-            ui.cancel_buttons(runs, "home")
+                    jobs_view.show_progress(r)
+            jobs_view.cancel_buttons(runs, "home")
 
-        ui.live_runs(batch, render, "home_train")
+        jobs_view.live_runs(batch, render, "home_train")
 
 
 def page_map() -> None:
@@ -189,7 +181,7 @@ def main() -> None:
     ui.setup("Home")
     st.title("🐼 Soft-prompt transferability explorer")
     st.caption("Train soft prompts on a frozen backbone, compare them with transferability indicators, and transfer "
-               "them across tasks (zero-shot, vanilla PoT, PANDA) and across backbones. Long work runs in "
+               "them across tasks and across backbones. Long work runs in "
                "background jobs that survive a page reload.")
     with ui.guard():
         choose_backbone()

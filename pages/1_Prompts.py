@@ -3,22 +3,16 @@ curve), import a prompt file or a task file, download stored prompts."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+import pandas as pd
+import streamlit as st
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from pages.common import ui  # noqa: E402
+from panda_app import figures, jobs_view, ui
+from panda_core import ops
 
 
 def train_section() -> None:
-    from panda_core import jobs
-
     bb, length = ui.backbone(), ui.prompt_length()
     st.subheader("Train a prompt")
     tasks = ui.available_tasks()
@@ -42,19 +36,13 @@ def train_section() -> None:
     if go:
         cfg = {"steps": int(steps), "eval_every": int(eval_every), "seed": int(seed), "prompt_length": length,
                "lr": float(lr) or None, "dev_limit": int(dev_limit)}
-        run_id = ui.call(jobs.submit, "train", {"task": task, "backbone": bb, "config": cfg})
+        run_id = ui.call(ops.submit, "train", {"task": task, "backbone": bb, "config": cfg})
         st.session_state.setdefault("prompts_runs", []).insert(0, run_id)
         st.toast(f"Training {task} in the background ({run_id})")
     runs = st.session_state.get("prompts_runs", [])[:6]
-    runs += [r["id"] for r in ui.active_runs("train", bb) if r["id"] not in runs][:6]
-    if runs:
-        def render(rows: list[dict]) -> None:
-            for r in rows:
-                ui.show_progress(r)
-            ui.plot(ui.curves_figure(rows, "Dev accuracy while training"), key="prompts_curves")
-            ui.cancel_buttons(rows, "prompts")
-
-        ui.live_runs(runs, render, "prompts")
+    runs += [r["id"] for r in jobs_view.active_runs("train", bb) if r["id"] not in runs][:6]
+    jobs_view.batch_panel(runs, "prompts", lambda rows: figures.plot(
+        jobs_view.curves_figure(rows, "Dev accuracy while training"), key="prompts_curves"))
 
 
 def stored_section() -> None:
@@ -87,8 +75,6 @@ def stored_section() -> None:
 
 
 def import_prompt_section() -> None:
-    from panda_core.export import import_prompt
-
     bb = ui.backbone()
     st.markdown("**Import a prompt**: a `.safetensors` prompt exported by this app, or the two files of a PEFT "
                 "prompt-tuning adapter (`adapter_config.json` + `adapter_model.safetensors`).")
@@ -104,12 +90,12 @@ def import_prompt_section() -> None:
             if target is None:
                 st.error("Upload a .safetensors prompt, or adapter_config.json with adapter_model.safetensors.")
                 return
-            out = ui.call(import_prompt, target, backbone=bb, task=None if task.startswith("(") else task)
+            out = ui.call(ops.import_prompt, target, backbone=bb, task=None if task.startswith("(") else task)
         st.success(f"Imported {out['prompt_id']} ({out['task']}, {out['length']} tokens, method {out['method']})")
 
 
 def import_task_section() -> None:
-    from panda_core.tasks import add_user_task
+    from panda_core.data import add_user_task
 
     st.markdown("**Add a task from a file** (CSV, JSONL or parquet with a text and a label column; split "
                 "80/10/10 with a fixed seed).")

@@ -4,26 +4,18 @@ zero-shot on several tasks against a random prompt."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from pages.common import ui  # noqa: E402
+from panda_app import figures, jobs_view, ui
+from panda_core import ops, store
 
 PROJ_METHODS = {"task": "Task tuning (train through the target backbone)",
                 "distance": "Distance minimizing (match the target's own prompt)"}
 
 
 def launch(length: int) -> None:
-    from panda_core import jobs
-
     names = [r["name"] for r in ui.backbone_rows() if r.get("available")]
     if ui.backbone() not in names:
         names.insert(0, ui.backbone())
@@ -60,7 +52,7 @@ def launch(length: int) -> None:
         params = {"source_backbone": src_bb, "target_backbone": tgt_bb, "train_task": train_task, "method": method,
                   "eval_tasks": list(eval_tasks), "steps": steps, "prompt_length": length,
                   "test_limit": test_limit or None}
-        run_id = ui.call(jobs.submit, "project", params)
+        run_id = ui.call(ops.submit, "project", params)
         st.session_state["cm_runs"] = [run_id] + st.session_state.get("cm_runs", [])[:4]
         st.toast(f"Projector training started ({run_id})")
 
@@ -84,20 +76,18 @@ def result_view(run: dict) -> None:
                                  hovertemplate="%{x}<br>" + name + ": %{y:.4f}<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_title="test accuracy", height=400, yaxis_range=[0, 1],
                       title="Zero-shot accuracy on the target backbone", margin=dict(l=10, r=10, t=50, b=10))
-    ui.plot(fig, key=f"cm_fig_{run['id']}")
-    ui.figure_downloads(fig, f"projector-{res['projector_id']}", csv=df.to_csv(index=False),
+    figures.plot(fig, key=f"cm_fig_{run['id']}")
+    figures.figure_downloads(fig, f"projector-{res['projector_id']}", csv=df.to_csv(index=False),
                         key=f"cm_{run['id']}", csv_label="Table (CSV)")
 
 
 def history() -> None:
-    from panda_core import store
-
     done = [r for r in store.list_runs(kind="project", status="done", limit=50) if r.get("result")]
     if not done:
         return
     st.subheader("Projector results")
     pick = st.selectbox("Run", [r["id"] for r in done], key="cm_pick",
-                        format_func=lambda i: next(ui.run_label(r) + f" · {ui.ago(r['updated'])}"
+                        format_func=lambda i: next(jobs_view.run_label(r) + f" · {ui.ago(r['updated'])}"
                                                    for r in done if r["id"] == i))
     result_view(next(r for r in done if r["id"] == pick))
 
@@ -112,15 +102,9 @@ def main() -> None:
     with ui.guard():
         launch(length)
     runs = list(st.session_state.get("cm_runs", []))
-    runs += [r["id"] for r in ui.active_runs("project") if r["id"] not in runs]
-    if runs:
-        def render(rows: list[dict]) -> None:
-            for r in rows:
-                ui.show_progress(r)
-            ui.cancel_buttons(rows, "cm")
-
-        with ui.guard():
-            ui.live_runs(runs, render, "cm")
+    runs += [r["id"] for r in jobs_view.active_runs("project") if r["id"] not in runs]
+    with ui.guard():
+        jobs_view.batch_panel(runs, "cm")
     with ui.guard():
         history()
 

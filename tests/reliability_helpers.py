@@ -121,7 +121,8 @@ def store_loop(tag: str, seed: int, count: int | None, hidden: int, tasks_every:
     or the file `until` exists."""
     import torch
 
-    from panda_core import store, tasks
+    from panda_core import data as tasks
+    from panda_core import store
     from panda_core.prompts import SoftPrompt
 
     rng = random.Random(seed)

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_CACHE
 
+from panda_core.indicators import INDICATORS
+from panda_core.transfer import METHODS
+
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["imdb_uci", "yelp_uci", "r8"]
 TIMEOUT = 120
@@ -46,7 +49,7 @@ def _link_cache(root: Path) -> None:
 @pytest.fixture(scope="module")
 def app_cache(tmp_path_factory):
     """A private cache with tiny trained prompts for TASKS on MiniLM."""
-    from panda_core.tasks import available_tasks
+    from panda_core.data import available_tasks
 
     missing = [t for t in TASKS if t not in available_tasks()]
     if missing:
@@ -57,8 +60,8 @@ def app_cache(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PANDA_CACHE", str(root))
     mp.setenv("PANDA_WARM_UMAP", "0")  # no background numba compile competing with the tests
-    from panda_core.runs import train_prompt
-    from panda_core.train import TrainConfig
+    from panda_core.ops import train_prompt
+    from panda_core.training import TrainConfig
 
     for task in TASKS:
         train_prompt(task, "minilm", TrainConfig(steps=6, eval_every=3, dev_limit=32, test_limit=64, batch_size=8,
@@ -150,7 +153,7 @@ def test_prompts_page_lists_trains_and_downloads(app_cache):
 
 
 def test_prompt_downloads_are_valid_files(app_cache, tmp_path):
-    from pages.common import ui
+    from panda_app import ui
     from panda_core import store
 
     pid = store.latest_prompt_id("imdb_uci", "minilm", "pt")
@@ -165,7 +168,7 @@ def test_prompt_downloads_are_valid_files(app_cache, tmp_path):
 # ----------------------------------------------------------------- Similarity
 @pytest.mark.parametrize("metric", ["c_avg", "on"])
 def test_similarity_heatmap_is_panda_core_matrix(app_cache, metric):
-    from panda_core.similarity import similarity_table
+    from panda_core.indicators.similarity import similarity_table
 
     at = page("similarity", sim_metric_a=metric).run()
     ok(at)
@@ -180,7 +183,7 @@ def test_similarity_heatmap_is_panda_core_matrix(app_cache, metric):
 
 
 def test_similarity_difference_and_side_by_side(app_cache):
-    from panda_core.similarity import similarity_table
+    from panda_core.indicators.similarity import similarity_table
 
     at = page("similarity", sim_metric_a="spot").run()
     at.radio(key="sim_mode").set_value("Two side by side").run()
@@ -197,17 +200,17 @@ def test_similarity_difference_and_side_by_side(app_cache):
 
 
 def test_similarity_every_indicator_grid(app_cache):
-    from panda_core.similarity import similarity_table
+    from panda_core.indicators.similarity import similarity_table
 
     at = page("similarity", sim_mode="Every indicator").run()
     ok(at)
     heat = figures(at)[0]["data"]
-    assert [h["name"] for h in heat] == ["e_concat", "e_avg", "c_concat", "c_avg", "spot", "on", "panda"]
+    assert [h["name"] for h in heat] == INDICATORS.names()  # every registered indicator, in registry order
     assert values(heat[4]["z"]) == similarity_table("spot", "minilm", TASKS)["matrix"]
 
 
 def test_similarity_on_layer_window(app_cache):
-    from panda_core.similarity import similarity_table
+    from panda_core.indicators.similarity import similarity_table
 
     at = page("similarity", sim_metric_a="on").run()
     at.radio(key="sim_which").set_value("a window of layers").run()
@@ -231,7 +234,7 @@ def test_clusters_plot_every_prompt(app_cache, mode):
 
 
 def test_cluster_layouts_are_seeded(app_cache):
-    from panda_core.clusters import prompt_points
+    from panda_core.indicators.clusters import prompt_points
 
     a = prompt_points("minilm", TASKS[:2], mode="token", method="tsne", seed=3)
     b = prompt_points("minilm", TASKS[:2], mode="token", method="tsne", seed=3)
@@ -286,6 +289,59 @@ def test_transfer_ranking_of_sources(app_cache):
     assert {"rank e_concat", "rank c_avg", "zero-shot", "pot-gain", "panda-gain"} <= set(ranking.columns)
 
 
+# ------------------------------------------- registries drive the selectors
+def test_selectors_list_every_registered_method_and_indicator(app_cache):
+    at = page("transfer", tr_target="yelp_uci").run()
+    ok(at)
+    assert at.multiselect(key="tr_methods").options == [m.label for m in METHODS]
+    at = page("similarity").run()
+    ok(at)
+    assert at.selectbox(key="sim_metric_a").options == [f"{i.name}: {i.label}" for i in INDICATORS]
+    at = page("validation").run()
+    ok(at)
+    assert len(at.multiselect(key="mv_metrics").options) == len(INDICATORS)
+
+
+@pytest.fixture
+def extra_entries():
+    """One more transfer method and one more indicator, registered as a new
+    module would register them (and removed afterwards)."""
+    import torch
+
+    from panda_core.indicators import Indicator, stack_prompts
+    from panda_core.transfer import TransferMethod
+
+    class NewMethod(TransferMethod):
+        name, label, help = "test-new-method", "Brand-new method", "registered by a test"
+
+    class NewIndicator(Indicator):
+        name, label = "test_new_indicator", "Brand-new indicator"
+
+        def compute(self, prompts, ctx):
+            flat = stack_prompts(prompts).flatten(1)
+            return -torch.cdist(flat, flat)
+
+    METHODS.register(NewMethod())
+    INDICATORS.register(NewIndicator())
+    yield NewMethod, NewIndicator
+    METHODS._entries.pop(NewMethod.name)
+    INDICATORS._entries.pop(NewIndicator.name)
+
+
+def test_a_newly_registered_method_and_indicator_appear_with_no_page_edit(app_cache, extra_entries):
+    method, indicator = extra_entries
+    at = page("transfer", tr_target="yelp_uci").run()
+    ok(at)
+    assert method.label in at.multiselect(key="tr_methods").options
+    assert any(method.label in c.value for c in at.caption)  # the page's explanation of each method
+    ranking = next(df.value for df in at.dataframe if "rank spot" in df.value.columns)
+    assert f"rank {indicator.name}" in ranking.columns  # an embedding indicator: ranked by default
+    at = page("similarity", sim_metric_a=indicator.name).run()
+    ok(at)
+    assert f"{indicator.name}: {indicator.label}" in at.selectbox(key="sim_metric_a").options
+    assert figures(at)[0]["data"][0]["type"] == "heatmap"
+
+
 # --------------------------------------------------------- Cross model, Runs
 def test_cross_model_page_widgets(app_cache):
     at = page("cross_model").run()
@@ -296,9 +352,9 @@ def test_cross_model_page_widgets(app_cache):
 
 
 def test_runs_page_lists_and_cancels(app_cache):
-    from panda_core import jobs, store
+    from panda_core import ops, store
 
-    queued = jobs.submit("transfer", {"source": "imdb_uci", "target": "r8", "method": "zero-shot",
+    queued = ops.submit("transfer", {"source": "imdb_uci", "target": "r8", "method": "zero-shot",
                                       "backbone": "minilm", "config": {}}, launch=False)
     at = page("runs").run()
     ok(at)
@@ -320,8 +376,9 @@ def test_metric_validation_without_runs_says_what_to_do(app_cache):
 
 
 def test_metric_validation_scores_every_indicator(app_cache):
-    from panda_core.train import TrainConfig
-    from panda_core.transfer import TransferConfig, run_transfer
+    from panda_core.ops import run_transfer
+    from panda_core.training import TrainConfig
+    from panda_core.transfer import TransferConfig
 
     cfg = TransferConfig(train=TrainConfig(dev_limit=40, test_limit=80))
     for s in TASKS:
@@ -331,8 +388,8 @@ def test_metric_validation_scores_every_indicator(app_cache):
     at = page("validation", mv_measure="zero-shot").run()
     ok(at)
     summary = next(df.value for df in at.dataframe if "indicator" in df.value.columns)
-    assert set(summary["indicator"]) == {"e_concat", "e_avg", "c_concat", "c_avg", "spot", "on", "panda"}
+    assert set(summary["indicator"]) == set(INDICATORS.names())
     assert (summary["pairs"] == 6).all()
     assert summary["Spearman (pooled)"].notna().any()
     scatter = figures(at)[0]
-    assert sum(len(values(tr["x"])) for tr in scatter["data"]) == 7 * 6
+    assert sum(len(values(tr["x"])) for tr in scatter["data"]) == len(INDICATORS) * 6

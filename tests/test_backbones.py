@@ -17,6 +17,9 @@ import pytest
 import torch
 
 from panda_core import backbones as bb
+from panda_core.backbones import kinds, packages
+from panda_core.backbones.gguf import _read_gguf_sizes
+from panda_core.backbones.splitzip import _open_split_zip, _zip_root
 from panda_core.errors import PandaError
 
 EXPECTED = {
@@ -133,7 +136,7 @@ def test_get_backbone_returns_the_same_object_the_second_time():
 
 
 def test_local_folder_loads_with_kind_from_its_config():
-    folder = bb._minilm_folder()
+    folder = packages._minilm_folder()
     backbone = bb.get_backbone(str(folder))
     assert backbone.source == "folder" and backbone.kind == "encoder"
     assert (backbone.hidden_size, backbone.num_layers, backbone.ffn_size) == (384, 6, 1536)
@@ -213,18 +216,60 @@ def test_split_zip_reads_like_the_concatenated_archive(tmp_path):
         part = tmp_path / f"archive.zip.{k + 1:03d}"
         part.write_bytes(data[cuts[k] : cuts[k + 1]])
         parts.append(part)
-    with bb._open_split_zip(parts) as zf:
-        assert bb._zip_root(zf) == "model/"
+    with _open_split_zip(parts) as zf:
+        assert _zip_root(zf) == "model/"
         assert zf.read("model/model.safetensors") == payload
 
 
 def test_gguf_header_gives_the_same_sizes_as_the_prepared_config():
-    path = bb._smol_gguf()
+    path = packages._smol_gguf()
     assert path is not None
-    assert bb._read_gguf_sizes(path) == {"hidden_size": 576, "num_layers": 30, "ffn_size": 1536}
+    assert _read_gguf_sizes(path) == {"hidden_size": 576, "num_layers": 30, "ffn_size": 1536}
 
 
 def test_hub_ids_need_an_explicit_opt_in(monkeypatch):
     monkeypatch.delenv("PANDA_ALLOW_HUB", raising=False)
     with pytest.raises(PandaError, match="PANDA_ALLOW_HUB=1"):
         bb.get_backbone("some-org/some-model")
+
+
+# ------------------------------------------------------------------ kinds
+STRATEGY = ("claims", "auto_class", "prepare_tokenizer", "text_ids", "verbalizer_text", "splice", "trunk_module",
+            "trunk", "pool", "readout_positions", "read_outputs", "forward_outputs", "class_scores", "prompt_alone")
+
+
+@pytest.mark.parametrize("kind", bb.KINDS.names())
+def test_every_registered_kind_implements_the_strategy_interface(kind):
+    impl = bb.KINDS.get(kind)
+    assert isinstance(impl, kinds.BackboneKind) and impl.name == kind and impl.label
+    assert not getattr(type(impl), "__abstractmethods__", None), "an abstract method is left unimplemented"
+    assert all(callable(getattr(impl, m)) for m in STRATEGY)
+    assert impl.auto_class_name.startswith("AutoModel") and impl.peft_task_type
+    assert isinstance(impl.slot_tokens, int) and impl.slot_tokens >= 0
+    # splice, pool and readout agree on shapes with a stand-in embedding and tokenizer
+    B, L, n, d = 2, 5, 3, 8
+    emb, prompt = torch.randn(B, L, d), torch.randn(B, n, d)
+    attention = torch.tensor([[1] * L, [1] * (L - 2) + [0, 0]])
+    table = torch.nn.Embedding(10, d)
+    tok = type("Tok", (), {"mask_token_id": 4})()
+    embeds, mask, start = impl.splice(emb, prompt, attention, table, tok)
+    assert embeds.shape == (B, L + n + impl.slot_tokens, d) and mask.shape == embeds.shape[:2]
+    torch.testing.assert_close(embeds[:, start : start + n], prompt)
+    assert int(mask.sum()) == int(attention.sum()) + B * (n + impl.slot_tokens)
+    assert impl.pool(torch.randn(*embeds.shape), mask, start, n).shape == (B, d)
+    positions = impl.readout_positions(mask, start, n)
+    assert positions.shape == (B,) and bool((positions >= 0).all() and (positions < mask.shape[1]).all())
+
+
+def test_an_unknown_kind_is_refused_with_a_panda_error():
+    with pytest.raises(PandaError, match="unknown backbone kind 'seq2seq'"):
+        bb.KINDS.get("seq2seq")
+    with pytest.raises(PandaError, match="backbone kind"):
+        bb.Backbone("x", "seq2seq", torch.nn.Linear(2, 2), None, torch.device("cpu"), "random")
+
+
+def test_kind_from_architectures_follows_the_config():
+    assert bb.kind_from_architectures(["BertForMaskedLM"]) == "mlm"
+    assert bb.kind_from_architectures(["LlamaForCausalLM"]) == "causal"
+    assert bb.kind_from_architectures(["GPT2LMHeadModel"]) == "causal"
+    assert bb.kind_from_architectures(["BertModel"]) == bb.kind_from_architectures(None) == "encoder"

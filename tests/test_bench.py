@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from panda_core.bench import CASE_NAMES, Case, PeakRSS, interleaved, render_results, write_docs
+from devtools.bench import CASE_NAMES, Case, PeakRSS, interleaved, render_results, write_docs
 from panda_core.paths import REPO_ROOT
 
 FIELDS = {"name", "ours", "peer", "floor", "ratio_vs_peer", "ratio_vs_floor", "unit", "goal", "meets_goal", "rss_mb"}
@@ -77,3 +77,16 @@ def test_quick_bench_reports_every_case_and_renders_the_docs(tmp_path):
     write_docs(out, doc)  # idempotent: one generated block
     assert doc.read_text().count("bench:begin") == 1
     assert render_results(out) in doc.read_text()
+
+
+def test_the_pair_by_pair_peers_define_the_same_embedding_metrics():
+    import torch
+
+    from devtools.bench.indicators import NAIVE_EMBEDDING, pairwise
+    from panda_core.indicators import EMBEDDING_FUNCS
+
+    assert set(NAIVE_EMBEDDING) == set(EMBEDDING_FUNCS)
+    P = torch.randn(4, 3, 8, generator=torch.Generator().manual_seed(0))
+    for name, f in EMBEDDING_FUNCS.items():
+        naive = pairwise(4, lambda s, t, g=NAIVE_EMBEDDING[name]: g(P[s].double(), P[t].double()))
+        assert torch.allclose(f(P), naive, atol=1e-9), name

@@ -60,9 +60,9 @@ def browser_cache(tmp_path_factory):
     _link_cache(root)
     mp = pytest.MonkeyPatch()
     mp.setenv("PANDA_CACHE", str(root))
-    from panda_core.runs import train_prompt
-    from panda_core.tasks import available_tasks
-    from panda_core.train import TrainConfig
+    from panda_core.data import available_tasks
+    from panda_core.ops.training import train_prompt
+    from panda_core.training import TrainConfig
 
     if any(t not in available_tasks() for t in TASKS):
         pytest.skip("task data missing: run `make setup` first")

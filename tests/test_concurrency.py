@@ -18,7 +18,9 @@ import pytest
 import torch
 from reliability_helpers import REPO, child_cmd, child_env, labelled_rows, record, write_csv
 
-from panda_core import doctor, store, tasks
+from panda_core import data as tasks
+from panda_core import store
+from panda_core.ops import doctor
 from panda_core.prompts import SoftPrompt
 
 

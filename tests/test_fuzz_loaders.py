@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 from reliability_helpers import one_line_error, record
 from safetensors.torch import save
 
-from panda_core import export, store, tasks
+from panda_core import data as tasks
+from panda_core import store
 from panda_core.errors import PandaError
+from panda_core.ops import prompt_files as export
 
 SCALE = float(os.environ.get("PANDA_FUZZ_SCALE", "1"))
 

@@ -3,13 +3,26 @@ separate runs."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from panda_core.backbones import get_backbone
-from panda_core.multitask import MultiTaskBatcher, build_slots, multitask_step, train_multitask, train_prompts
-from panda_core.train import TrainConfig, train
+from panda_core.training import TrainConfig, train
+from panda_core.training.multitask import (
+    MultiTaskBatcher,
+    build_slots,
+    multitask_step,
+    train_multitask,
+    train_prompts,
+)
 
 TASKS = ["yelp_uci", "amazon_uci", "imdb_uci"]  # small, real, balanced
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(private_cache):
+    """Checkpoints and records of these runs go to a throw-away cache."""
+    return private_cache
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -105,3 +118,29 @@ def test_train_prompts_records_one_run_and_prompt_per_task(private_cache):
         assert p.task == r["task"] and p.method == "pt" and p.length == 4
         assert store.latest_prompt_id(r["task"], "minilm", "pt", 4) == r["prompt_id"]
         assert [tuple(x) for x in store.curve(r["run_id"])] == [tuple(x) for x in r["dev_curve"]]
+
+
+def test_an_interrupted_batched_run_resumes_and_ends_as_if_never_stopped(private_cache):
+    """Killed after a dev evaluation (should_stop raises Cancelled), run again:
+    same prompts, curves and test accuracy as an uninterrupted run."""
+    from panda_core.errors import Cancelled
+
+    bb = get_backbone("minilm")
+    tasks = TASKS[:2]
+    cfg = _cfg(steps=6, eval_every=2, lr=0.05, train_limit=20, dev_limit=16, test_limit=16)  # epochs of 2 steps
+    whole = train_multitask(bb, tasks, cfg)
+    assert not list((private_cache / "checkpoints").glob("*"))  # removed once finished
+    seen = []
+    with pytest.raises(Cancelled):
+        train_multitask(bb, tasks, cfg, progress=seen.append,
+                        should_stop=lambda: any(p["step"] == 4 and "dev" in p for p in seen))
+    assert len(list((private_cache / "checkpoints").glob("*.safetensors"))) == 1
+    again_seen, evals = [], []
+    again = train_multitask(bb, tasks, cfg, progress=again_seen.append,
+                            on_eval=lambda task, step, acc: evals.append((task, step)))
+    assert again_seen[0]["step"] == 5  # continued after the checkpoint of step 4
+    assert sorted(evals) == sorted((t, s) for t in tasks for s in (0, 2, 4, 6))  # the whole curves
+    for t in tasks:
+        assert torch.equal(again[t].prompt, whole[t].prompt), t
+        assert again[t].dev_curve == whole[t].dev_curve and again[t].test_acc == whole[t].test_acc
+    assert not list((private_cache / "checkpoints").glob("*"))

@@ -37,9 +37,12 @@ from reliability_helpers import (
 )
 from safetensors.torch import save, save_file
 
-from panda_core import atomic, doctor, export, jobs, paths, store, tasks
+from panda_core import atomic, paths, store
+from panda_core import data as tasks
 from panda_core.cli import main as cli_main
 from panda_core.errors import PandaError
+from panda_core.ops import doctor, jobs
+from panda_core.ops import prompt_files as export
 from panda_core.prompts import SoftPrompt
 
 HIDDEN = 384  # minilm
@@ -289,13 +292,13 @@ def _bad_prompt_files(d: Path) -> list[tuple[str, Path, dict, str]]:
 
 
 def test_bad_prompt_files_are_refused_and_leave_the_cache_unchanged(cache, tmp_path, capsys, monkeypatch):
-    from panda_core import backbones
+    from panda_core.backbones import loading
 
     def no_hub(*a, **k):
         raise AssertionError("a prompt file made panda_core contact the hub")
 
-    monkeypatch.setattr(backbones, "_load_hub", no_hub)
-    monkeypatch.setattr(backbones, "_load_folder", no_hub)
+    monkeypatch.setattr(loading, "_load_hub", no_hub)
+    monkeypatch.setattr(loading, "_load_folder", no_hub)
     d = tmp_path / "prompts_in"
     d.mkdir()
     cases = _bad_prompt_files(d)
@@ -416,7 +419,7 @@ def test_app_binds_localhost_and_sends_no_usage_statistics():
 
 
 def test_hub_only_when_asked(private_cache, monkeypatch, tmp_path):
-    from panda_core import backbones
+    from panda_core.backbones import loading
 
     monkeypatch.delenv("PANDA_ALLOW_HUB", raising=False)
     with pytest.raises(PandaError, match="PANDA_ALLOW_HUB=1"):
@@ -431,7 +434,7 @@ def test_hub_only_when_asked(private_cache, monkeypatch, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == "1", proc.stderr
     # a prompt file cannot make us fetch the backbone it names
     called = []
-    monkeypatch.setattr(backbones, "_load_hub", lambda *a, **k: called.append(a))
+    monkeypatch.setattr(loading, "_load_hub", lambda *a, **k: called.append(a))
     f = tmp_path / "p.safetensors"
     f.write_bytes(_prompt_bytes(torch.randn(4, HIDDEN), {"backbone": "evil-org/model", "task": "mr"}))
     with pytest.raises(PandaError, match="not a registry backbone"):

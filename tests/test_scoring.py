@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from panda_core.backbones import get_backbone, tiny_mlm
-from panda_core.prompts import init_prompt
-from panda_core.scoring import PromptScorer
-from panda_core.tasks import Example, TaskSpec
+from panda_core.data import Example, TaskSpec
+from panda_core.prompts import PromptScorer, init_prompt
 
 SENTIMENT = TaskSpec(
     name="toy", family="sentiment", labels=("negative", "positive"),
@@ -34,7 +33,7 @@ def test_masked_lm_scores_verbalizers_at_the_mask_position():
     logits = scorer.logits(batch, prompt)
     assert logits.shape == (3, 2)
     # by hand: [CLS] prompt [MASK] rest ... ; the mask sits right after the prompt
-    embeds, mask, start = scorer._splice(batch, prompt)
+    embeds, mask, start = scorer.splice(batch, prompt)
     full = bb.model(inputs_embeds=embeds, attention_mask=mask).logits
     ids = scorer.verbalizer_ids()
     assert torch.allclose(logits, full[:, start + 4][:, ids].float(), atol=1e-5)
@@ -47,7 +46,7 @@ def test_encoder_prompt_spliced_after_cls_and_pooling_skips_it():
     scorer = PromptScorer(bb, SENTIMENT, prompt_length=5)
     prompt = init_prompt(bb.embeddings(), 5, "vocab", seed=0)
     batch = next(scorer.batches(scorer.encode(EXAMPLES), 8))
-    embeds, mask, start = scorer._splice(batch, prompt)
+    embeds, mask, start = scorer.splice(batch, prompt)
     assert start == 1 and embeds.shape[1] == batch.input_ids.shape[1] + 5
     assert torch.allclose(embeds[:, 1:6], prompt.expand(3, -1, -1))
     assert mask.sum().item() == batch.attention_mask.sum().item() + 15
@@ -99,7 +98,7 @@ def test_causal_lm_scores_label_words_at_the_last_position():
     batch = next(scorer.batches(scorer.encode(EXAMPLES), 8))
     with torch.no_grad():
         logits = scorer.logits(batch, prompt)
-        embeds, mask, _ = scorer._splice(batch, prompt)
+        embeds, mask, _ = scorer.splice(batch, prompt)
         full = bb.model(inputs_embeds=embeds, attention_mask=mask).logits
     last = mask.sum(1) - 1
     expected = full[torch.arange(3), last][:, scorer.verbalizer_ids()]
@@ -115,3 +114,19 @@ def test_prompt_of_the_wrong_hidden_size_is_refused():
     batch = next(scorer.batches(scorer.encode(EXAMPLES), 8))
     with pytest.raises(PandaError, match="hidden size"):
         scorer.logits(batch, torch.randn(2, 768))
+
+
+def test_readout_and_prompt_alone_follow_the_kind():
+    bb = tiny_mlm()
+    scorer = PromptScorer(bb, SENTIMENT, prompt_length=3)
+    prompt = init_prompt(bb.embeddings(), 3, "vocab", seed=0)
+    batch = next(scorer.batches(scorer.encode(EXAMPLES), 8))
+    embeds, mask, start = scorer.splice(batch, prompt)
+    positions = scorer.readout_positions(mask, start, 3)
+    assert positions.tolist() == [start + 3] * 3  # the <mask> slot right after the prompt
+    alone, at = scorer.prompt_alone(prompt)
+    assert alone.shape == (1, 3 + 3, bb.hidden_size) and at == 4  # [CLS] <soft x 3> [MASK] [SEP]
+    torch.testing.assert_close(alone[0, 1:4], prompt)
+    causal = get_backbone("smollm2")
+    alone, at = PromptScorer(causal, SENTIMENT, 3).prompt_alone(init_prompt(causal.embeddings(), 3, "vocab"))
+    assert alone.shape == (1, 3, causal.hidden_size) and at == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -84,8 +85,6 @@ def test_runs_and_curves_are_recorded(private_cache):
 
 
 def test_background_jobs_are_claimed_in_submission_order(private_cache):
-    import os
-
     ids = [store.create_run("train", "pt", t, "minilm", {}, status="queued") for t in ("a", "b", "c")]
     for run_id in ids:
         store.update_run(run_id, pid=os.getpid())
@@ -102,13 +101,13 @@ def test_job_queue_imports_no_torch_until_a_job_runs():
     import subprocess
     import sys
 
-    code = "import sys, panda_core.cli, panda_core.jobs; print('torch' in sys.modules)"
+    code = "import sys, panda_core.cli, panda_core.ops, panda_core.ops.jobs; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_training_time_estimate_comes_from_recorded_runs(private_cache):
-    from panda_core.runs import estimate_seconds, seconds_per_step
+    from panda_core.ops.training import estimate_seconds, seconds_per_step
 
     assert estimate_seconds("minilm", ["mr"], 100) is None  # nothing recorded yet
     for task, secs in (("mr", 60.0), ("mr", 80.0), ("bbc", 300.0)):
@@ -120,3 +119,78 @@ def test_training_time_estimate_comes_from_recorded_runs(private_cache):
     assert rates["mr"] == pytest.approx(0.7) and rates["bbc"] == pytest.approx(3.0)
     assert estimate_seconds("minilm", ["mr", "bbc"], 10) == pytest.approx(37.0)
     assert estimate_seconds("minilm", ["tweets"], 10) == pytest.approx(rates["*"] * 10)
+
+
+def test_latest_prompt_is_the_one_rule_for_a_tasks_prompt(private_cache):
+    assert store.latest_prompt("mr", "minilm") is None and store.latest_prompt_id("mr", "minilm") is None
+    old = store.save_prompt(_prompt(created=100.0))
+    short = store.save_prompt(_prompt(tensor=torch.randn(3, 8), created=200.0))
+    new = store.save_prompt(_prompt(created=150.0))
+    store.save_prompt(_prompt(method="pot", created=300.0))
+    store.save_prompt(_prompt(task="subj", created=50.0))
+    assert store.latest_prompt("mr", "minilm")["id"] == short  # newest of any length
+    assert store.latest_prompt("mr", "minilm", length=5)["id"] == new != old
+    assert store.latest_prompt_id("mr", "minilm", "pt", 5) == new
+    assert store.latest_prompt("mr", "mpnet") is None
+    newest = store.latest_prompts("minilm", length=5)
+    assert {t: r["id"] for t, r in newest.items()} == {"mr": new, "subj": store.latest_prompt_id("subj", "minilm")}
+    assert list(store.latest_prompts("minilm", tasks=["subj"])) == ["subj"]
+    assert newest["mr"]["scores"] == {"test_acc": 0.8} and newest["mr"]["length"] == 5
+
+
+def test_run_records_are_typed_and_read_like_the_run_dicts(private_cache):
+    rid = store.create_run("transfer", "pot", "mr", "minilm", {"train": {"steps": 3}}, source="subj", key="k")
+    store.update_run(rid, status="done", result={"test_acc": 0.7}, progress={"step": 3})
+    run = store.run_record(rid)
+    assert isinstance(run, store.Run) and run.status == "done" and run["status"] == "done"
+    assert run.config == {"train": {"steps": 3}} and run.result == {"test_acc": 0.7} and run.get("error") is None
+    assert dict(run) == store.get_run(rid)
+    assert store.Run.from_row(store.get_run(rid)) == run and not run.active
+    assert [r.id for r in store.run_records(kind="transfer")] == [rid]
+    assert store.run_record("nope") is None
+
+
+def test_job_kinds_registry_refuses_unknown_kinds_and_bad_parameters(private_cache):
+    from panda_core.ops import jobs
+    from panda_core.ops.job_kinds import JOB_KINDS, JobKind
+
+    assert JOB_KINDS.names() == ["train", "transfer", "project"]
+    assert all(isinstance(k, JobKind) and k.label for k in JOB_KINDS)
+    with pytest.raises(PandaError, match="unknown job kind 'dance'; choose from train, transfer, project"):
+        jobs.submit("dance", {}, launch=False)
+    with pytest.raises(PandaError, match="needs the parameter 'task'"):
+        jobs.submit("train", {"config": {}}, launch=False)
+    with pytest.raises(PandaError, match="unknown training setting.*stepz"):
+        jobs.submit("train", {"task": "mr", "config": {"stepz": 3}}, launch=False)
+    assert store.list_runs() == []  # nothing queued for a refused job
+    rid = jobs.submit("transfer", {"source": "subj", "target": "mr", "method": "pot", "backbone": "minilm",
+                                   "config": {"train": {"steps": 2}}}, launch=False)
+    run = store.get_run(rid)
+    assert (run["status"], run["kind"], run["method"], run["source"], run["target"]) == \
+        ("queued", "transfer", "pot", "subj", "mr")
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        text = open(f"/proc/{pid}/status").read()  # noqa: PTH123, SIM115
+    except FileNotFoundError:
+        return None
+    return next((line.split()[1] for line in text.splitlines() if line.startswith("State:")), "?")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_finished_job_workers_are_reaped_not_left_as_zombies(private_cache):
+    """A job that fails fast (unknown task) runs in a real worker process; once
+    it has exited, no zombie of it remains under this (the app's) process."""
+    import time
+
+    from panda_core.ops import jobs
+
+    run_id = jobs.submit("train", {"task": "no_such_task", "config": {"steps": 1}}, launch=True)
+    pid = store.get_run(run_id)["pid"]
+    run = jobs.wait(run_id, timeout=180, poll=0.2)
+    assert run["status"] == "failed" and "no_such_task" in run["error"], run
+    deadline = time.time() + 30
+    while _proc_state(pid) is not None and time.time() < deadline:
+        time.sleep(0.1)
+    assert _proc_state(pid) is None, f"worker {pid} is still there in state {_proc_state(pid)} (Z: a zombie)"

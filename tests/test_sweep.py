@@ -16,10 +16,10 @@ import pytest
 
 from panda_core import store
 from panda_core.backbones import get_backbone
+from panda_core.ops.sweep import cores, needed_prompts, plan, run_sweep
 from panda_core.paths import REPO_ROOT
 from panda_core.prompts import SoftPrompt, init_prompt
-from panda_core.sweep import cores, needed_prompts, plan, run_sweep
-from panda_core.train import TrainConfig
+from panda_core.training import TrainConfig
 from panda_core.transfer import TransferConfig
 
 TASKS = ["yelp_uci", "amazon_uci", "imdb_uci"]
@@ -47,6 +47,23 @@ def test_plan_orders_pot_before_panda_and_skips_self_pairs():
                                                          {"source": None, "target": "b", "method": "pt"}]
     assert needed_prompts(jobs) == ["a", "b"] and needed_prompts(jobs, ["b", "a"]) == ["b", "a"]
     assert needed_prompts(plan(["a"], ["b"], ["pot"])) == ["a"]
+
+
+def test_plan_reads_the_method_registry():
+    """Sources per method, self pairs and the run order come from METHODS: no
+    method name is typed out in the planner."""
+    from panda_core.errors import PandaError
+    from panda_core.transfer import METHODS, Sources
+
+    many = next(m.name for m in METHODS if m.sources is Sources.MANY)
+    jobs = plan(["a", "b", "c"], ["a"], [many, "zero-shot", "pot"], include_self=True)
+    assert {"source": "a", "target": "a", "method": "zero-shot"} in jobs  # zero-shot allows its diagonal
+    assert [j["source"] for j in jobs if j["method"] == "pot"] == ["b", "c"]  # PoT does not
+    assert [j["source"] for j in jobs if j["method"] == many] == ["b,c"]  # one run reads every other source
+    assert needed_prompts(plan(["a", "b"], ["c"], [many])) == ["a", "b"]
+    assert needed_prompts(plan(["a"], ["c"], ["panda"])) == ["a", "c"]  # PANDA reads the target's own prompt
+    with pytest.raises(PandaError, match="unknown transfer method 'nope'; choose from"):
+        plan(["a"], ["b"], ["nope"])
 
 
 def test_bad_executor_and_workers_are_refused(private_cache):
@@ -94,8 +111,8 @@ def test_two_local_workers_and_ray_give_the_same_scores(private_cache, monkeypat
 
 _SCRIPT = r"""
 import json, sys
-from panda_core.sweep import run_sweep
-from panda_core.train import TrainConfig
+from panda_core.ops.sweep import run_sweep
+from panda_core.training import TrainConfig
 from panda_core.transfer import TransferConfig
 spec = json.loads(sys.argv[1])
 out = run_sweep(spec["tasks"], spec["tasks"], ["pot"], config=TransferConfig(train=TrainConfig(**spec["train"])),

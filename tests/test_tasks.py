@@ -1,4 +1,4 @@
-"""The task registry on the real offline suite: counts, labels, leakage between
+"""The task registry (panda_core.data) on the real offline suite: counts, labels, leakage between
 splits, idempotent builds, and user files (good and bad).
 
 The suite is built once per session by prepare() (idempotent: instant when the
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from panda_core import tasks
+from panda_core import data as tasks
+from panda_core.data import hub
+from panda_core.data.splits import SIZE_RULES, norm
 from panda_core.errors import PandaError
 from panda_core.paths import tasks_dir
 
@@ -36,7 +38,7 @@ def built(suite) -> list[str]:
 
 
 def _key(e: tasks.Example) -> tuple[str, str]:
-    return (tasks._norm(e.text_a), tasks._norm(e.text_b))
+    return (norm(e.text_a), norm(e.text_b))
 
 
 def test_suite_is_broad(suite, built):
@@ -232,7 +234,7 @@ def test_hub_loading_path_with_fake_datasets(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     monkeypatch.setenv("PANDA_ALLOW_HUB", "1")
     assert {t["name"]: t for t in tasks.list_tasks()}["snli"]["available"] is True
-    tasks._CACHE.pop(("hub:mnli", "train"), None)
+    hub._CACHE.pop(("hub:mnli", "train"), None)
     train = tasks.load_split("mnli", "train")
     dev = tasks.load_split("mnli", "dev")
     test = tasks.load_split("mnli", "test")
@@ -241,4 +243,72 @@ def test_hub_loading_path_with_fake_datasets(monkeypatch):
     assert all(e.text_b for e in train) and {e.label for e in train} == {0, 1, 2}
     assert not {(e.text_a, e.text_b) for e in dev} & {(e.text_a, e.text_b) for e in train}
     for split in tasks.SPLITS:
-        tasks._CACHE.pop(("hub:mnli", split), None)
+        hub._CACHE.pop(("hub:mnli", split), None)
+
+
+# ------------------------------------------------------------------ the smallest task
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every path below root with the sha256 of each file ("dir" for folders)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_too_small_to_split_is_refused_before_anything_is_written(user_cache):
+    tasks.add_user_task("ok_task", _write(user_cache / "ok.csv", _rows(40)))  # a cache with content
+    root = user_cache / "cache"
+    before = _snapshot(root)
+    assert before
+    tiny = _write(user_cache / "tiny.csv", _rows(6))
+    with pytest.raises(PandaError) as err:
+        tasks.add_user_task("tiny", tiny)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == ("tiny.csv is too small to split: 6 distinct examples would give 4 train / 1 dev / 1 test; "
+                       f"a task needs at least {SIZE_RULES.min_examples} distinct examples and "
+                       f"{SIZE_RULES.min_eval} in each of dev and test")
+    assert _snapshot(root) == before
+    # duplicates count against the size, and the message says so
+    dup = _write(user_cache / "dup.csv", _rows(15) + _rows(15))
+    with pytest.raises(PandaError, match=r"15 distinct examples after dropping 15 duplicates .* would give "
+                                         r"\d+ train / \d+ dev / \d+ test"):
+        tasks.add_user_task("dup", dup)
+    # a label with a single example cannot be learnt
+    rare = _write(user_cache / "rare.csv", _rows(60) + [{"text": "the only odd one", "premise": "p", "label": "odd"}])
+    with pytest.raises(PandaError, match=r"label 'odd' of rare.csv has 1 training examples \(\d+ train / \d+ dev / "
+                                         r"\d+ test in all\); each label needs at least 2"):
+        tasks.add_user_task("rare", rare)
+    assert _snapshot(root) == before
+    assert set(tasks.available_tasks("user")) == {"ok_task"}
+
+
+def test_small_splits_are_accepted_with_warnings(user_cache):
+    info = tasks.add_user_task("small", _write(user_cache / "small.csv", _rows(60)))
+    assert (info["n_train"], info["n_dev"], info["n_test"]) == (48, 6, 6)
+    assert len(info["warnings"]) == 1 and info["warnings"][0].startswith(
+        "only 6 test examples (48 train / 6 dev / 6 test): test accuracy moves in steps of 16.7 points")
+    info = tasks.add_user_task("smallest", _write(user_cache / "twenty.csv", _rows(SIZE_RULES.min_examples)))
+    assert info["n_dev"] == info["n_test"] == SIZE_RULES.min_eval
+    big = tasks.add_user_task("big_enough", _write(user_cache / "big.csv", _rows(1000)))
+    assert big["n_test"] == SIZE_RULES.warn_test_below and big["warnings"] == []
+
+
+def test_task_sources_registry():
+    from panda_core.data import TASK_SOURCES, TaskSource, task_sources
+
+    assert [s.name for s in task_sources()] == ["offline", "hub", "user"]
+    assert all(isinstance(s, TaskSource) for s in TASK_SOURCES)
+    assert TASK_SOURCES.get("hub").handles("sst2") and not TASK_SOURCES.get("offline").handles("sst2")
+    for name in ("mr", "sst2"):
+        spec = tasks.get_task(name)
+        assert TASK_SOURCES.get(spec.source).handles(name)
+    with pytest.raises(PandaError, match="unknown task source 'nope'"):
+        TASK_SOURCES.get("nope")

@@ -3,15 +3,34 @@ every method, indicators, projector, export/import, doctor."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from panda_core import store
 from panda_core.cli import main
+from panda_core.errors import PandaError
+from panda_core.prompts import SoftPrompt
+from panda_core.training import TrainConfig, TrainResult
+from panda_core.transfer import (
+    METHODS,
+    KdForm,
+    Method,
+    Need,
+    Sources,
+    Teacher,
+    TransferConfig,
+    TransferMethod,
+    execution_order,
+    kd_weight,
+    run_transfer,
+)
 
 STEPS = ["--steps", "6", "--prompt-len", "4", "--dev-limit", "32", "--test-limit", "48", "--train-limit", "64"]
 
@@ -102,7 +121,7 @@ def test_on_layer_window(two_prompts, capsys):
 
 
 def test_projector_maps_shapes_and_round_trips(two_prompts, capsys):
-    from panda_core.projector import PromptProjector, load_projector
+    from panda_core.crossmodel import PromptProjector, load_projector
 
     proj = PromptProjector(4, 384, 768, hidden=16)
     assert proj(torch.randn(4, 384)).shape == (4, 768)
@@ -116,8 +135,8 @@ def test_projector_maps_shapes_and_round_trips(two_prompts, capsys):
 
 
 def test_projector_training_stops_when_cancelled(two_prompts):
-    from panda_core.projector import train_projector
-    from panda_core.train import Cancelled
+    from panda_core.crossmodel import train_projector
+    from panda_core.training import Cancelled
 
     asked = []
 
@@ -154,6 +173,7 @@ def test_bad_input_is_one_line_error_and_nonzero_exit(private_cache, tmp_path): 
     cases = [
         ["train", "--task", "no_such_task"],
         ["transfer", "--source", "mr", "--target", "yelp_uci", "--method", "pot", "--prompt-len", "7"],
+        ["transfer", "--source", "mr", "--target", "mr", "--method", "panda"],
         ["prompts", "import", str(bad), "--backbone", "minilm", "--task", "mr"],
         ["similarity", "--metric", "on", "--prompt-len", "9"],
     ]
@@ -166,8 +186,187 @@ def test_bad_input_is_one_line_error_and_nonzero_exit(private_cache, tmp_path): 
         assert proc.stdout == ""
 
 
+TINY = TrainConfig(steps=6, prompt_length=4, dev_limit=32, test_limit=48, train_limit=64, eval_every=3)
+
+
+def _pot_runs(source: str, target: str) -> list[dict]:
+    return [r for r in store.list_runs(kind="transfer", limit=10000)
+            if r["method"] == "pot" and r["source"] == source and r["target"] == target]
+
+
+def test_panda_reuses_the_pot_run_as_its_teacher(two_prompts):
+    cfg = TransferConfig(train=TINY)
+    pot = run_transfer("bbc", "amazon_uci", "pot", config=cfg)
+    panda = run_transfer("bbc", "amazon_uci", "panda", config=TransferConfig(train=TINY, lambda_max=0.5))
+    assert panda["method"] == "panda" and 0.0 <= panda["kd_weight"] <= 0.5
+    runs = _pot_runs("bbc", "amazon_uci")
+    assert [r["id"] for r in runs] == [pot["run_id"]]  # PT + PoT + PANDA: 3 runs, the teacher trained once
+
+
+def test_pot_after_panda_reuses_the_teacher_run(two_prompts):
+    panda = run_transfer("yelp_uci", "bbc", "panda", config=TransferConfig(train=TINY))
+    teacher = _pot_runs("yelp_uci", "bbc")
+    assert len(teacher) == 1 and teacher[0]["status"] == "done" and teacher[0]["id"] != panda["run_id"]
+    pot = run_transfer("yelp_uci", "bbc", "pot", config=TransferConfig(train=TINY))
+    assert pot["reused"] and pot["run_id"] == teacher[0]["id"] and len(_pot_runs("yelp_uci", "bbc")) == 1
+
+
+def test_queued_jobs_of_one_batch_train_the_teacher_once(two_prompts):
+    """The Transfer page queues PoT and PANDA as jobs whose runs are adopted by id."""
+    ids = {m: store.create_run("transfer", m, "yelp_uci", "minilm", {"job": {}}, source="bbc", status="queued")
+           for m in ("pot", "panda")}
+    run_transfer("bbc", "yelp_uci", "pot", config=TransferConfig(train=TINY), run_id=ids["pot"])
+    run_transfer("bbc", "yelp_uci", "panda", config=TransferConfig(train=TINY), run_id=ids["panda"])
+    assert [r["id"] for r in _pot_runs("bbc", "yelp_uci")] == [ids["pot"]]
+    assert store.get_run(ids["panda"])["status"] == "done"
+
+
+def test_multi_source_trains_from_the_mean_of_the_source_prompts(two_prompts):
+    names = ("amazon_uci", "bbc")
+    out = run_transfer(",".join(names), "yelp_uci", "multi-source", config=TransferConfig(train=TINY))
+    ids = [store.latest_prompt_id(t, "minilm", "pt", 4) for t in names]
+    assert out["source"] == "amazon_uci,bbc" and out["source_prompt"] == ",".join(ids)
+    assert out["dev_curve"][0][0] == 0 and store.load_prompt(out["prompt_id"]).method == "multi_source"
+
+
+def test_multi_source_initial_prompt_is_the_mean(private_cache, monkeypatch):
+    from panda_core.transfer import base
+
+    tensors = [torch.randn(4, 384) for _ in range(3)]
+    for task, t in zip(("mr", "tweets", "bbc"), tensors, strict=True):
+        store.save_prompt(SoftPrompt(tensor=t, backbone="minilm", task=task, method="pt"))
+    seen = {}
+
+    def fake_train(backbone, task, config, init=None, **kw):
+        seen["init"] = init
+        return TrainResult(prompt=init, head=None, best_dev=0.5, best_step=0, test_acc=0.5, steps=config.steps)
+
+    monkeypatch.setattr(base, "train", fake_train)
+    out = run_transfer("mr, tweets,bbc", "yelp_uci", "multi-source", config=TransferConfig(train=TINY))
+    assert torch.allclose(seen["init"], torch.stack(tensors).mean(0))
+    assert out["source"] == "mr,tweets,bbc" and out["test_acc"] == 0.5
+    one = run_transfer("mr", "yelp_uci", "multi-source", config=TransferConfig(train=TINY))  # one source: PoT
+    assert torch.equal(seen["init"], tensors[0]) and one["source"] == "mr"
+
+
+def test_prompt_ids_are_resolved_once_and_name_what_is_loaded(private_cache, monkeypatch):
+    """A prompt saved while PANDA's teacher trains changes neither the prompts
+    PANDA loads nor its key; the teacher's key is a plain PoT run's key."""
+    from panda_core.transfer import base, panda
+
+    first = {t: store.save_prompt(SoftPrompt(tensor=torch.randn(4, 384), backbone="minilm", task=t, method="pt"))
+             for t in ("mr", "yelp_uci")}
+    inits, lookups = [], []
+    real_lookup = store.latest_prompt_id
+
+    def counting_lookup(*args, **kw):
+        lookups.append(args[0])
+        return real_lookup(*args, **kw)
+
+    def fake_train(backbone, task, config, init=None, **kw):
+        inits.append(init.clone())
+        time.sleep(0.01)  # the newer prompt gets a later timestamp
+        store.save_prompt(SoftPrompt(tensor=torch.randn(4, 384), backbone="minilm", task="mr", method="pt"))
+        return TrainResult(prompt=init, head=None, best_dev=0.5, best_step=0, test_acc=0.5, steps=config.steps)
+
+    monkeypatch.setattr(store, "latest_prompt_id", counting_lookup)
+    monkeypatch.setattr(base, "train", fake_train)
+    monkeypatch.setattr(panda, "panda_pair", lambda *a, **k: 0.5)
+    cfg = TransferConfig(train=TINY)
+    out = run_transfer("mr", "yelp_uci", "panda", config=cfg)
+    assert sorted(lookups) == ["mr", "yelp_uci"]
+    src = store.load_prompt(first["mr"]).tensor
+    assert all(torch.equal(i, src) for i in inits) and len(inits) == 2  # the teacher (PoT), then the student
+    used = (first["mr"], first["yelp_uci"])
+    assert store.get_run(out["run_id"])["key"] == cfg.key("panda", "mr", "yelp_uci", "minilm", used)
+    teacher = _pot_runs("mr", "yelp_uci")
+    plain_pot_key = TransferConfig(train=TINY).key("pot", "mr", "yelp_uci", "minilm", (first["mr"],))
+    assert len(teacher) == 1 and teacher[0]["key"] == plain_pot_key and out["kd_weight"] == 0.5
+
+
+def _cache_state(root: Path) -> dict[str, str]:
+    """Every regular file of the cache (not the linked tasks and models) with its hash."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink() and not any(p.is_symlink() for p in path.parents) \
+                and not path.name.endswith("-shm"):
+            state[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+BAD_TRANSFERS = [
+    (("mr", "yelp_uci", "no-such-method"), "unknown transfer method"),
+    (("mr", "no_such_task", "pot"), "unknown task"),
+    (("no_such_task", "yelp_uci", "pot"), "unknown task"),
+    ((None, "yelp_uci", "pot"), "needs a source"),
+    (("", "yelp_uci", "panda"), "needs a source"),
+    (("mr", "mr", "panda"), "is the target"),
+    (("mr", "mr", "pot"), "is the target"),
+    (("tweets,mr", "mr", "multi-source"), "is the target"),
+    (("mr,tweets", "yelp_uci", "pot"), "takes one source"),
+    (("mr,mr", "yelp_uci", "multi-source"), "listed twice"),
+    (("mr,", "yelp_uci", "multi-source"), "empty task name"),
+    (("mr", "yelp_uci", "pot"), "panda_core train --task mr"),  # no stored PT prompt in a fresh cache
+    (("mr", "yelp_uci", "zero-shot"), "panda_core train --task mr"),
+    (("mr", "yelp_uci", "panda"), "panda_core train --task mr"),
+]
+
+
+def test_bad_transfers_are_refused_fast_without_touching_the_cache(private_cache):
+    store.list_runs()  # the database exists before the snapshot
+    before, runs = _cache_state(private_cache), len(store.list_runs(limit=10000))
+    for args, message in BAD_TRANSFERS:
+        t0 = time.perf_counter()
+        with pytest.raises(PandaError, match=message) as err:
+            run_transfer(*args)
+        assert time.perf_counter() - t0 < 2.0, args
+        assert "\n" not in str(err.value), args
+    assert _cache_state(private_cache) == before and len(store.list_runs(limit=10000)) == runs
+
+
+@pytest.mark.parametrize("knobs, message", [
+    ({"lambda_max": -1.0}, "lambda_max"), ({"lambda_max": float("nan")}, "lambda_max"),
+    ({"lambda_max": float("inf")}, "lambda_max"), ({"lambda_max": "1"}, "lambda_max"),
+    ({"fixed_lambda": -0.1}, "fixed_lambda"), ({"kd_form": "raw"}, "kd_form"), ({"teacher": "pt"}, "teacher"),
+    ({"student_init": "zeros"}, "student_init"), ({"metric_inputs": 0}, "metric_inputs"),
+    ({"metric_inputs": 2.5}, "metric_inputs"), ({"train": 3}, "TrainConfig"),
+])
+def test_transfer_config_refuses_bad_knobs(knobs, message):
+    with pytest.raises(PandaError, match=message):
+        TransferConfig(**knobs)
+
+
+def test_transfer_config_accepts_enums_and_keeps_strings():
+    cfg = TransferConfig(kd_form=KdForm.CODE, teacher=Teacher.SOURCE, fixed_lambda=0, train={"steps": 5})
+    assert cfg.kd_form == "code" and cfg.teacher == "source" and cfg.train.steps == 5
+    assert cfg.key("pot", "mr", "t", "minilm") == TransferConfig(train=TrainConfig(steps=5)).key("pot", "mr", "t", "minilm")
+    assert cfg.key("panda", "mr", "t", "minilm") != TransferConfig(train=TrainConfig(steps=5)).key("panda", "mr", "t", "minilm")
+
+
+def test_every_registered_method_declares_its_contract():
+    assert METHODS.names()[:5] == ["zero-shot", "pt", "pot", "panda", "model-tuning"]
+    assert "multi-source" in METHODS
+    for m in METHODS:
+        assert isinstance(m, TransferMethod) and m.name and m.label and m.help, m
+        assert isinstance(m.sources, Sources) and all(isinstance(n, Need) for n in m.needs), m.name
+        assert Method(m.name).value == m.name and type(m).run is not TransferMethod.run, m.name
+        assert set(m.requires(TransferConfig())) <= set(m.needs), m.name
+    assert Need.POT_TEACHER in METHODS.get("panda").needs
+    assert Need.POT_TEACHER not in METHODS.get("panda").requires(TransferConfig(teacher="source"))
+    assert execution_order(["panda", "pot"]) == ["pot", "panda"]
+
+
+def test_kd_weight_forms():
+    assert kd_weight(TransferConfig(lambda_max=0.5), 0.8) == pytest.approx(0.4)
+    assert kd_weight(TransferConfig(lambda_max=0.5), -0.3) == 0.0
+    assert kd_weight(TransferConfig(fixed_lambda=0.0), 0.9) == 0.0
+    code = TransferConfig(kd_form="code", train=TrainConfig(batch_size=16))
+    assert kd_weight(code, 0.8) == pytest.approx(0.1 * 0.8 / 16)
+
+
 def test_doctor_finds_orphans_and_checksum_mismatches(two_prompts, capsys):
-    from panda_core import doctor, paths
+    from panda_core import paths
+    from panda_core.ops import doctor
 
     assert doctor.check()["ok"], doctor.check()["problems"]
     stray = paths.prompts_dir() / "stray.safetensors"

@@ -1,0 +1,334 @@
+"""Backbone kinds: one strategy class per way a frozen model is driven by a
+soft prompt and read out. Everything that differs between an encoder, a
+masked LM and a causal LM lives here, so adding a kind is one new class
+(registered in `KINDS`) plus its test; `PromptScorer`, the indicators, the
+loaders and the PEFT export only call the interface below.
+
+The layouts:
+
+- encoder (no LM head): ``[CLS] <soft x n> text_a [SEP] text_b [SEP]``; the
+  features are the mean of the text states and a class scores
+  ``temperature * cos(features, frozen embedding of the label's description)``,
+  so the prompt is the only trained parameter and zero-shot scoring works
+  before any training;
+- masked LM: ``[CLS] <soft x n> <mask> text_a [SEP] text_b [SEP]``; a class
+  scores the MLM logit of its verbalizer at ``<mask>`` (Su et al.);
+- causal LM: ``<soft x n> Text: ... Answer:``; a class scores the next-token
+  logit of its label word at the last position.
+
+Shapes: ``emb``/``embeds`` (B, L, d), ``mask`` (B, L), ``hidden`` (B, L, d);
+``start`` is where the prompt's n rows begin.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .runtime import Backbone
+
+#: The kind of a model without an LM head, and of architectures no kind claims.
+FALLBACK_KIND = "encoder"
+
+
+class LabelScoring(Protocol):
+    """What a kind needs from a scorer to turn outputs into class scores."""
+
+    temperature: float
+
+    def label_keys(self) -> torch.Tensor: ...
+
+    def verbalizer_ids(self) -> torch.Tensor: ...
+
+
+class BackboneKind(abc.ABC):
+    """The strategy interface. Instances are stateless singletons in `KINDS`.
+
+    Attributes:
+        name: the kind's name (`Backbone.kind`, `BackboneSpec.kind`, info rows).
+        label: one line for humans.
+        auto_class_name: the transformers Auto class that loads this kind.
+        architecture_suffixes: config `architectures` endings that mean this kind.
+        has_lm_head: whether scoring reads the LM head (a checkpoint without
+            one is used as an encoder instead).
+        slot_tokens: tokens the layout adds after the prompt (MLM's ``<mask>``),
+            taken from the text budget.
+        peft_task_type: PEFT's task type for a prompt-tuning adapter.
+        peft_trainable: whether PEFT prompt tuning reads out where we do
+            (PEFT has no ``<mask>`` slot after its virtual tokens).
+    """
+
+    name: str
+    label: str
+    auto_class_name: str
+    architecture_suffixes: tuple[str, ...] = ()
+    has_lm_head: bool = True
+    slot_tokens: int = 0
+    peft_task_type: str = "FEATURE_EXTRACTION"
+    peft_trainable: bool = True
+
+    # ------------------------------------------------------------- loading
+    def claims(self, architectures: Sequence[str]) -> bool:
+        """Whether a config's `architectures` list names a model of this kind."""
+        return bool(self.architecture_suffixes) and any(a.endswith(self.architecture_suffixes)
+                                                        for a in architectures)
+
+    def auto_class(self) -> Any:
+        """The transformers Auto class (imported on use: listing never imports transformers)."""
+        return getattr(importlib.import_module("transformers"), self.auto_class_name)
+
+    def prepare_tokenizer(self, tokenizer: Any) -> None:
+        """Adjust a freshly loaded tokenizer in place (padding side, pad token);
+        most kinds keep it as it is."""
+        return None
+
+    # ------------------------------------------------------------ encoding
+    @abc.abstractmethod
+    def text_ids(self, tokenizer: Any, examples: Sequence[Any], budget: int) -> list[list[int]]:
+        """Token ids of each example's text (special tokens included), at most `budget` each."""
+
+    def verbalizer_text(self, word: str) -> str:
+        """How a label word is written before taking its first sub-token."""
+        return " " + word  # a leading space for BPE vocabularies
+
+    # ------------------------------------------------------------- forward
+    @abc.abstractmethod
+    def splice(self, emb: torch.Tensor, prompt: torch.Tensor, attention_mask: torch.Tensor,
+               embedding: torch.nn.Module, tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Insert the (B, n, d) prompt into the text embeddings; returns
+        (embeds, mask, start). `embedding` embeds any extra slot token."""
+
+    def trunk_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The part of `model` that returns hidden states (without an LM head)."""
+        return getattr(model, "base_model", model)
+
+    def trunk(self, model: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, L, d) of the trunk."""
+        return _hidden(self.trunk_module(model)(inputs_embeds=embeds, attention_mask=mask))
+
+    @abc.abstractmethod
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """The prompt-driven representation (B, d) read from the hidden states."""
+
+    @abc.abstractmethod
+    def readout_positions(self, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """(B,) the position of each row the ON indicator reads on task inputs."""
+
+    @abc.abstractmethod
+    def read_outputs(self, out: Any, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """Scoring outputs from a forward output: pooled features (B, d) or the
+        vocabulary logits at the scoring position (B, V)."""
+
+    def forward_outputs(self, model: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor,
+                        start: int, n: int) -> torch.Tensor:
+        """One forward of `model` on ready embeddings, read by `read_outputs`."""
+        return self.read_outputs(model(inputs_embeds=embeds, attention_mask=mask), mask, start, n)
+
+    @abc.abstractmethod
+    def class_scores(self, scoring: LabelScoring, outputs: torch.Tensor) -> torch.Tensor:
+        """(B, C) class scores from `read_outputs` rows."""
+
+    @abc.abstractmethod
+    def prompt_alone(self, backbone: Backbone, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Embeddings (1, L, d) of the (n, d) prompt with no task text, and the
+        position the ON indicator reads."""
+
+
+KINDS: Registry[BackboneKind] = Registry("backbone kind")
+
+
+def _hidden(out: Any) -> torch.Tensor:
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def kind_from_architectures(architectures: Sequence[str] | None) -> str:
+    """The kind a model config's `architectures` list names (first claim in
+    registration order; `FALLBACK_KIND` when none does)."""
+    archs = list(architectures or [])
+    return next((k.name for k in KINDS if k.claims(archs)), FALLBACK_KIND)
+
+
+class _ClsFirst(BackboneKind):
+    """Bidirectional models: ``[CLS] <soft x n> [slot] rest``, texts tokenised
+    as (text_a, text_b) pairs with the tokenizer's special tokens."""
+
+    def text_ids(self, tokenizer: Any, examples: Sequence[Any], budget: int) -> list[list[int]]:
+        a = [ex.text_a for ex in examples]
+        b = [ex.text_b for ex in examples] if any(ex.text_b for ex in examples) else None
+        if b is not None:
+            b = [x or "" for x in b]
+            return tokenizer(a, b, truncation="longest_first", max_length=budget)["input_ids"]
+        return tokenizer(a, truncation=True, max_length=budget)["input_ids"]
+
+    def slot(self, embedding: torch.nn.Module, tokenizer: Any, bsz: int, device: torch.device) -> torch.Tensor | None:
+        """Embeddings (B, k, d) of the tokens placed right after the prompt, if any."""
+        return None
+
+    def splice(self, emb, prompt, attention_mask, embedding, tokenizer):
+        bsz = emb.shape[0]
+        ones = torch.ones((bsz, prompt.shape[1]), dtype=attention_mask.dtype, device=emb.device)
+        parts = [emb[:, :1], prompt]
+        masks = [attention_mask[:, :1], ones]
+        extra = self.slot(embedding, tokenizer, bsz, emb.device)
+        if extra is not None:
+            parts.append(extra)
+            masks.append(ones[:, : extra.shape[1]])
+        parts.append(emb[:, 1:])
+        masks.append(attention_mask[:, 1:])
+        return torch.cat(parts, 1), torch.cat(masks, 1), 1
+
+    def prompt_alone(self, backbone, prompt):
+        """``[CLS] <soft> [MASK] [SEP]`` (``[CLS] <soft> [SEP]`` without a mask
+        token); ON reads the mask (else the first prompt row)."""
+        emb = backbone.embeddings()
+        tok = backbone.tokenizer
+        p = prompt.to(emb.weight.dtype).unsqueeze(0)
+        ids = lambda i: emb(torch.tensor([[i]], device=p.device))  # noqa: E731
+        cls_id = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        sep_id = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        if tok.mask_token_id is None:
+            return torch.cat([ids(cls_id), p, ids(sep_id)], 1), 1
+        return torch.cat([ids(cls_id), p, ids(tok.mask_token_id), ids(sep_id)], 1), 1 + p.shape[1]
+
+
+@KINDS.add
+class EncoderKind(_ClsFirst):
+    """A sentence encoder without an LM head, scored against label descriptions."""
+
+    name = "encoder"
+    label = "encoder (no LM head; cosine to label descriptions)"
+    auto_class_name = "AutoModel"
+    has_lm_head = False
+
+    def trunk_module(self, model):
+        return model
+
+    def pool(self, hidden, mask, start, n):
+        """Mean of the text states (the prompt rows left out)."""
+        text_mask = mask.clone()
+        text_mask[:, start : start + n] = 0
+        text_mask = text_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * text_mask).sum(1) / text_mask.sum(1).clamp(min=1.0)
+
+    def readout_positions(self, mask, start, n):
+        return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)  # [CLS]
+
+    def read_outputs(self, out, mask, start, n):
+        return self.pool(_hidden(out), mask, start, n)
+
+    def class_scores(self, scoring, outputs):
+        return scoring.temperature * F.normalize(outputs, dim=-1) @ scoring.label_keys().T
+
+
+@KINDS.add
+class MaskedLMKind(_ClsFirst):
+    """A masked LM: the verbalizers' logits at a ``<mask>`` right after the prompt."""
+
+    name = "mlm"
+    label = "masked LM (verbalizer logits at <mask>)"
+    auto_class_name = "AutoModelForMaskedLM"
+    architecture_suffixes = ("ForMaskedLM",)
+    slot_tokens = 1
+    peft_trainable = False  # PEFT has no <mask> slot after its virtual tokens
+
+    def verbalizer_text(self, word):
+        return word
+
+    def slot(self, embedding, tokenizer, bsz, device):
+        mask_id = torch.full((bsz, 1), tokenizer.mask_token_id, device=device)
+        return embedding(mask_id)
+
+    def pool(self, hidden, mask, start, n):
+        return hidden[:, start + n]
+
+    def readout_positions(self, mask, start, n):
+        return torch.full((mask.shape[0],), start + n, device=mask.device)
+
+    def read_outputs(self, out, mask, start, n):
+        return out.logits[:, start + n]
+
+    def class_scores(self, scoring, outputs):
+        return outputs[:, scoring.verbalizer_ids()]
+
+
+@KINDS.add
+class CausalLMKind(BackboneKind):
+    """A causal LM: the label words' next-token logits after ``Answer:``."""
+
+    name = "causal"
+    label = "causal LM (label-word logits at the last position)"
+    auto_class_name = "AutoModelForCausalLM"
+    architecture_suffixes = ("ForCausalLM", "LMHeadModel")
+    peft_task_type = "CAUSAL_LM"
+
+    def prepare_tokenizer(self, tokenizer):
+        """Pad with eos, on the right (the readout is the last real position)."""
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"
+
+    @staticmethod
+    def template(ex: Any) -> str:
+        if ex.text_b:
+            return f"Premise: {ex.text_a}\nHypothesis: {ex.text_b}"
+        return f"Text: {ex.text_a}"
+
+    def text_ids(self, tokenizer, examples, budget):
+        texts = [self.template(ex) for ex in examples]
+        ids = tokenizer(texts, truncation=True, max_length=budget, add_special_tokens=False)["input_ids"]
+        cue = tokenizer("\nAnswer:", add_special_tokens=False)["input_ids"]
+        return [(seq[: budget - len(cue)] + cue) for seq in ids]
+
+    def splice(self, emb, prompt, attention_mask, embedding, tokenizer):
+        ones = torch.ones(prompt.shape[:2], dtype=attention_mask.dtype, device=emb.device)
+        return torch.cat([prompt, emb], 1), torch.cat([ones, attention_mask], 1), 0
+
+    def pool(self, hidden, mask, start, n):
+        last = mask.sum(1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def readout_positions(self, mask, start, n):
+        return mask.sum(1) - 1
+
+    def read_outputs(self, out, mask, start, n):
+        logits = out.logits
+        return logits[torch.arange(logits.shape[0], device=logits.device), mask.sum(1) - 1]
+
+    def forward_outputs(self, model, embeds, mask, start, n):
+        if not _keeps_logits(model):
+            return self.read_outputs(model(inputs_embeds=embeds, attention_mask=mask), mask, start, n)
+        # the LM head only at the rows' last positions, not at every position
+        rows = torch.arange(embeds.shape[0], device=embeds.device)
+        keep, where = torch.unique(mask.sum(1) - 1, return_inverse=True)
+        return model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits[rows, where]
+
+    def class_scores(self, scoring, outputs):
+        return outputs[:, scoring.verbalizer_ids()]
+
+    def prompt_alone(self, backbone, prompt):
+        """``<soft>`` alone; ON reads its last row."""
+        p = prompt.to(backbone.embeddings().weight.dtype).unsqueeze(0)
+        return p, p.shape[1] - 1
+
+
+_LOGITS_TO_KEEP: dict[type, bool] = {}
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    """Whether a causal LM's forward takes `logits_to_keep` (most do in transformers >= 4.50)."""
+    cls = type(model)
+    if cls not in _LOGITS_TO_KEEP:
+        try:
+            _LOGITS_TO_KEEP[cls] = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            _LOGITS_TO_KEEP[cls] = False
+    return _LOGITS_TO_KEEP[cls]

@@ -1,0 +1,118 @@
+"""The commands that read stored prompts: `similarity` (an indicator matrix)
+and `project` (a cross-backbone projector). Both validate their parameters
+first and, in the plan, resolve the stored prompts they read (refusing the
+missing ones with the command that trains them)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import checks
+from .args import add_check, metric_choices, projector_choices
+from .base import Prepared, command, log, tqdm_progress
+
+
+def _prompt_length(value: Any) -> int:
+    from ..training import check_field
+
+    check_field("prompt_length", value)
+    return value
+
+
+# ------------------------------------------------------------- similarity
+def _similarity_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--metric", required=True, **metric_choices().argument())
+    sp.add_argument("--backbone", default="minilm")
+    sp.add_argument("--tasks", nargs="*")
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--layers", help="ON layer window start:end (end exclusive)")
+    sp.add_argument("--n-inputs", type=int, default=32, help="target inputs for the PANDA metric")
+    add_check(sp)
+
+
+@command("similarity", "indicator matrix over the cached prompts of a backbone", _similarity_arguments,
+         checked=True)
+def cmd_similarity(args: argparse.Namespace) -> Prepared:
+    length = _prompt_length(args.prompt_len)
+    n_inputs = checks.count(args.n_inputs, "--n-inputs")
+    tasks = checks.tasks(args.tasks, "--tasks") or None
+    metric = metric_choices().resolve(args.metric)
+    bb = checks.backbone(args.backbone)
+    window = checks.layer_window(args.layers, bb)
+
+    def plan() -> dict:
+        from ..indicators import INDICATORS
+        from ..indicators.similarity import task_prompts
+
+        checks.require_store(f"the {metric} matrix", bb["name"], length, (tasks or [None])[0])
+        prompts = task_prompts(bb["name"], tasks, length)
+        ind = INDICATORS.get(metric)
+        accepted = {o.name for o in ind.options}
+        options = {k: v for k, v in (("layers", window), ("n_inputs", n_inputs)) if k in accepted}
+        return {"command": "similarity", "metric": metric, "label": ind.label, "family": ind.family,
+                "needs_backbone": ind.needs_backbone, "backbone": bb, "prompt_length": length,
+                "tasks": [p.task for p in prompts], "prompt_ids": [p.prompt_id for p in prompts],
+                "options": options}
+
+    def run() -> Any:
+        from ..indicators.similarity import similarity_table
+
+        return similarity_table(metric, args.backbone, tasks, prompt_length=length, layers=window,
+                                n_inputs=n_inputs)
+
+    return Prepared(plan, run)
+
+
+# ---------------------------------------------------------------- project
+def _project_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--source-backbone", default="minilm")
+    sp.add_argument("--target-backbone", required=True)
+    sp.add_argument("--train-task", required=True)
+    sp.add_argument("--method", **projector_choices().argument("task"))
+    sp.add_argument("--eval-tasks", nargs="*")
+    sp.add_argument("--steps", type=int, default=200)
+    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--seed", type=int, default=0)
+    add_check(sp)
+
+
+@command("project", "train a cross-backbone projector and evaluate projected prompts", _project_arguments,
+         checked=True)
+def cmd_project(args: argparse.Namespace) -> Prepared:
+    from ..training import check_field
+
+    check_field("steps", args.steps)
+    check_field("seed", args.seed)
+    length = _prompt_length(args.prompt_len)
+    train_task = checks.task(args.train_task, available=True).name
+    eval_tasks = checks.tasks(args.eval_tasks, "--eval-tasks", available=True) or [train_task]
+    method = projector_choices().resolve(args.method)
+    source = checks.backbone(args.source_backbone, "--source-backbone")
+    target = checks.backbone(args.target_backbone, "--target-backbone")
+
+    def plan() -> dict:
+        from .. import store
+        from ..crossmodel import projector_config, pt_prompt
+
+        checks.require_store("the projector", source["name"], length, train_task)
+        reads = [(t, source["name"]) for t in dict.fromkeys([train_task, *eval_tasks])]
+        if method == "distance":
+            reads.append((train_task, target["name"]))
+        for task, backbone in reads:
+            pt_prompt(task, backbone, length)  # refuses a missing prompt with the command that trains it
+        config = projector_config(args.steps, prompt_length=length, seed=args.seed)
+        return {"command": "project", "source_backbone": source, "target_backbone": target,
+                "train_task": train_task, "method": method, "eval_tasks": eval_tasks, "config": config.to_dict(),
+                "reads": [{"task": t, "backbone": b, "prompt_id": store.latest_prompt_id(t, b, "pt", length)}
+                          for t, b in reads]}
+
+    def run() -> Any:
+        from ..ops import run_projection
+
+        log(f"projector {args.source_backbone} -> {args.target_backbone} ({method}) on {train_task}")
+        return run_projection(args.source_backbone, args.target_backbone, train_task, method,
+                              eval_tasks=args.eval_tasks or None, steps=args.steps, prompt_length=length,
+                              seed=args.seed, progress=tqdm_progress(args.steps, "projector"))
+
+    return Prepared(plan, run)

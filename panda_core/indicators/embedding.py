@@ -1,0 +1,75 @@
+"""Embedding indicators (Su et al.; SPoT): similarity of the prompt tensors
+themselves, no model run. Each takes a (K, n, d) stack of prompts and returns
+a symmetric (K, K) float64 matrix.
+
+- e_concat  1 / (1 + ||vec(P1) - vec(P2)||)
+- e_avg     1 / (1 + mean_ij ||p1_i - p2_j||)
+- c_concat  cos(vec(P1), vec(P2))
+- c_avg     mean_ij cos(p1_i, p2_j)  (= dot of the mean unit rows)
+- spot      cos(mean_i p1_i, mean_j p2_j)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..prompts import SoftPrompt
+from .base import INDICATORS, Indicator, IndicatorContext, stack_prompts
+
+
+def e_concat(P: torch.Tensor) -> torch.Tensor:
+    flat = P.reshape(P.shape[0], -1).double()
+    return 1.0 / (1.0 + torch.cdist(flat, flat))
+
+
+def e_avg(P: torch.Tensor) -> torch.Tensor:
+    k, n, d = P.shape
+    rows = P.reshape(k * n, d).double()
+    dist = torch.cdist(rows, rows).reshape(k, n, k, n).mean(dim=(1, 3))
+    return 1.0 / (1.0 + dist)
+
+
+def c_concat(P: torch.Tensor) -> torch.Tensor:
+    flat = F.normalize(P.reshape(P.shape[0], -1).double(), dim=-1)
+    return flat @ flat.T
+
+
+def c_avg(P: torch.Tensor) -> torch.Tensor:
+    mean_unit = F.normalize(P.double(), dim=-1).mean(1)  # (K, d)
+    return mean_unit @ mean_unit.T
+
+
+def spot(P: torch.Tensor) -> torch.Tensor:
+    mean = F.normalize(P.double().mean(1), dim=-1)
+    return mean @ mean.T
+
+
+class EmbeddingIndicator(Indicator):
+    """An indicator computed from the stacked prompt tensors by `fn`."""
+
+    family = "embedding"
+    needs_backbone = False
+
+    def __init__(self, name: str, label: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.name, self.label, self.fn = name, label, fn  # type: ignore[misc]
+
+    def compute(self, prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext) -> torch.Tensor:
+        return self.fn(stack_prompts(prompts))
+
+
+for _name, _label, _fn in (
+    ("e_concat", "Euclidean (flattened)", e_concat),
+    ("e_avg", "Euclidean (token-averaged)", e_avg),
+    ("c_concat", "Cosine (flattened)", c_concat),
+    ("c_avg", "Cosine (token-averaged)", c_avg),
+    ("spot", "SPoT (cosine of mean token)", spot),
+):
+    INDICATORS.register(EmbeddingIndicator(_name, _label, _fn))
+
+#: name -> tensor function of the embedding indicators (the benchmark and tests use them directly)
+EMBEDDING_FUNCS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    ind.name: ind.fn for ind in INDICATORS if isinstance(ind, EmbeddingIndicator)
+}

@@ -1,0 +1,47 @@
+"""The facade the CLI, the app, job workers and sweeps call: each operation
+does one piece of work, records it as a run (through the one lifecycle,
+`lifecycle.recorded`) and returns a JSON-ready result.
+
+- `training`: train_prompt, seconds_per_step, estimate_seconds;
+- `transfer`: run_transfer, plan_transfer (prompt ids resolved once, PANDA's teacher a declared dependency);
+- `prompt_files`: import_prompt / export_prompt; run_projection (`crossmodel`) is re-exported here;
+- `jobs` / `job_kinds`: background jobs (submit, cancel, retry, wait, reap, work) and the JOB_KINDS registry;
+- `sweep`: run_sweep (many transfers, resumable; local processes or Ray);
+- `doctor`: check (and repair) the cache.
+
+Names are imported on first use, so importing `panda_core.ops` (as every
+waiting job worker does) loads no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module that defines it (relative to this package)
+_LAZY = {
+    "recorded": ".lifecycle", "RunHandle": ".lifecycle",
+    "train_prompt": ".training", "seconds_per_step": ".training", "estimate_seconds": ".training",
+    "run_transfer": ".transfer", "plan_transfer": ".transfer",
+    "run_projection": "..crossmodel",
+    "import_prompt": ".prompt_files", "export_prompt": ".prompt_files",
+    "submit": ".jobs", "cancel": ".jobs", "retry": ".jobs", "wait": ".jobs", "reap": ".jobs",
+    "list_jobs": ".jobs", "work": ".jobs", "run_is_dead": ".jobs",
+    "JOB_KINDS": ".job_kinds", "JobKind": ".job_kinds", "JobContext": ".job_kinds",
+    "run_sweep": ".sweep", "plan": ".sweep",
+    "check": ".doctor",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,91 @@
+"""Training a prompt as a recorded operation, and how long training takes here.
+
+`train_prompt` does the work through `training` and records it through the one
+run lifecycle (`lifecycle.recorded`): the run, its dev curve, the saved
+best-dev prompt and the JSON-ready result the CLI prints and the app shows.
+The estimates read the finished runs of the registry.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .. import store
+from .lifecycle import recorded
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
+
+
+def train_prompt(
+    task: str,
+    backbone: str = "minilm",
+    config: TrainConfig | None = None,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Prompt tuning from scratch on `task`; saves the best-dev prompt.
+
+    `run_id` adopts a queued job's run. Returns {"prompt_id", "run_id", "task",
+    "backbone", "init_test_acc", "dev_acc", "test_acc", "steps", "seconds",
+    "dev_curve", ...}."""
+    from ..backbones import get_backbone
+    from ..data import get_task
+    from ..prompts import SoftPrompt, init_prompt
+    from ..training import TrainConfig, evaluate, train
+
+    config = config or TrainConfig()
+    get_task(task)  # fail fast on an unknown task, before a run is recorded
+    bb = get_backbone(backbone)
+    with recorded("train", "pt", task, bb.name, config.to_dict(), run_id=run_id) as run:
+        init = init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=config.seed)
+        init_acc = evaluate(bb, task, init, "test", limit=config.test_limit,
+                            max_length=config.max_length, temperature=config.temperature)
+        result = train(bb, task, replace(config), init=init, progress=progress, should_stop=should_stop,
+                       on_eval=run.curve)
+        prompt = SoftPrompt(
+            tensor=result.prompt, backbone=bb.name, task=task, method="pt", seed=config.seed,
+            steps=result.steps, head=result.head,
+            scores={"init_test_acc": init_acc, "dev_acc": result.best_dev, "test_acc": result.test_acc},
+            extra={"config": config.to_dict(), "best_step": result.best_step,
+                   "trainable_params": result.trainable_params, "run_id": run.id},
+        )
+        prompt_id = store.save_prompt(prompt)
+        out = {
+            "prompt_id": prompt_id, "run_id": run.id, "task": task, "backbone": bb.name,
+            "init_test_acc": round(init_acc, 4), "dev_acc": round(result.best_dev, 4),
+            "test_acc": round(result.test_acc, 4), "steps": result.steps,
+            "seconds": round(result.seconds, 1), "best_step": result.best_step,
+            "trainable_params": result.trainable_params, "dev_curve": result.dev_curve,
+        }
+        run.done(out, prompt_id=prompt_id)
+    return out
+
+
+def seconds_per_step(backbone: str) -> dict[str, float]:
+    """Median wall seconds per training step (dev evaluations included) of the
+    finished `train` runs on `backbone`, per task, plus "*" over all tasks:
+    what the app uses to say how long a batch of training will take here."""
+    per_task: dict[str, list[float]] = {}
+    for run in store.run_records(kind="train", status="done", limit=2000):
+        res = run.result or {}
+        if run.backbone != backbone or not res.get("steps") or not res.get("seconds"):
+            continue
+        per_task.setdefault(run.target, []).append(float(res["seconds"]) / int(res["steps"]))
+    out = {task: statistics.median(v) for task, v in per_task.items()}
+    if out:
+        out["*"] = statistics.median([x for v in per_task.values() for x in v])
+    return out
+
+
+def estimate_seconds(backbone: str, tasks: list[str], steps: int) -> float | None:
+    """Expected training time of `steps` steps on each of `tasks`, or None
+    before any run on this backbone has been recorded."""
+    rates = seconds_per_step(backbone)
+    if not rates:
+        return None
+    return sum(rates.get(t, rates["*"]) for t in tasks) * steps

@@ -1,0 +1,226 @@
+"""How a frozen backbone is driven by a soft prompt and how classes are scored.
+
+One `PromptScorer` per (backbone, task). Texts are tokenised once per split and
+kept; a batch is padded to its own longest sequence. The prompt rows are
+spliced into the input embeddings, the trunk runs, and the result is read out
+and scored; where the prompt goes and what is read is the backbone kind's
+business (`backbones.kinds`: encoder, masked LM, causal LM), so this class
+holds no per-kind branch.
+
+An optional linear head (per task, counted and reported) replaces the
+label-description scoring with ``head(features)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones.kinds import KINDS
+from ..errors import PandaError
+from .encoding import Batch, Encoded, batches, collate, encode_examples
+
+if TYPE_CHECKING:
+    from ..data.examples import Example, TaskSpec
+
+
+class PromptScorer:
+    """Scores a task's classes with a frozen backbone driven by a soft prompt.
+
+    Args:
+        backbone: a `backbones.Backbone` (frozen).
+        task: the target task; its labels decide the scoring, whatever the
+            prompt's origin (so prompts transfer across label sets).
+        max_length: total tokens including the prompt.
+        temperature: scale of the cosine scores on encoders.
+        model: override the backbone's module (model tuning trains a copy).
+
+    Shapes: ``prompt`` is (n, d) or (B, n, d); ``logits`` returns (B, C).
+    """
+
+    def __init__(
+        self,
+        backbone,
+        task: TaskSpec,
+        prompt_length: int,
+        max_length: int = 128,
+        temperature: float = 20.0,
+        model: torch.nn.Module | None = None,
+    ) -> None:
+        self.backbone = backbone
+        self.task = task
+        self.kind = backbone.kind
+        self.kind_impl = KINDS.get(backbone.kind)
+        self.model = model if model is not None else backbone.model
+        self.tok = backbone.tokenizer
+        self.device = backbone.device
+        self.prompt_length = prompt_length
+        self.max_length = max_length
+        self.temperature = temperature
+        self.text_budget = max(8, max_length - prompt_length - self.kind_impl.slot_tokens)
+        self._label_keys: torch.Tensor | None = None
+        self._verbalizer_ids: torch.Tensor | None = None
+        self._cache: dict[int, tuple[Sequence[Example], Encoded]] = {}
+
+    # ---------------------------------------------------------------- tokenise
+    def encode(self, examples: Sequence[Example]) -> Encoded:
+        """Tokenise once; cached by the identity of the example list (and, across
+        scorers, by the texts themselves)."""
+        key = id(examples)
+        if key in self._cache and self._cache[key][0] is examples:
+            return self._cache[key][1]
+        if not examples:
+            raise PandaError(f"task '{self.task.name}': no examples to score")
+        enc = encode_examples(self.tok, self.kind_impl, self.text_budget, self.pad_id, examples)
+        self._cache[key] = (examples, enc)  # keep the list alive so its id stays unique
+        return enc
+
+    @property
+    def pad_id(self) -> int:
+        return self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+
+    def batches(
+        self,
+        enc: Encoded,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Batch]:
+        """Batches padded to their own longest sequence."""
+        return batches(enc, batch_size, self.collate, shuffle, generator, limit)
+
+    def collate(self, enc: Encoded, index: torch.Tensor) -> Batch:
+        """The examples at `index`, padded to their own longest sequence."""
+        return collate(enc, index, self.pad_id, self.device)
+
+    # ----------------------------------------------------------------- forward
+    def splice(self, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Input embeddings with the prompt inserted; returns (embeds, mask, prompt_start)."""
+        embedding = self.model.get_input_embeddings()
+        emb = embedding(batch.input_ids)
+        p = prompt.to(emb.dtype)
+        p = p.unsqueeze(0).expand(emb.shape[0], -1, -1) if p.dim() == 2 else p
+        if p.shape[-1] != emb.shape[-1]:
+            raise PandaError(
+                f"prompt hidden size {p.shape[-1]} does not match backbone '{self.backbone.name}' "
+                f"({emb.shape[-1]}); project the prompt first"
+            )
+        return self.kind_impl.splice(emb, p, batch.attention_mask, embedding, self.tok)
+
+    def trunk(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, L, d) of the frozen trunk."""
+        return self.kind_impl.trunk(self.model, embeds, mask)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """The prompt-driven representation (B, d) read from the hidden states."""
+        return self.kind_impl.pool(hidden, mask, start, n)
+
+    def readout_positions(self, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """(B,) the position of each row the ON indicator reads on task inputs."""
+        return self.kind_impl.readout_positions(mask, start, n)
+
+    def prompt_alone(self, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Embeddings (1, L, d) of the prompt with no task text, and the position ON reads."""
+        return self.kind_impl.prompt_alone(self.backbone, prompt)
+
+    def autocast(self):
+        """bf16 autocast on CUDA; nothing on CPU (where bf16 matmuls are slower)."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def features(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        """The prompt-driven representation used for scoring, (B, d): mean of the
+        text states (encoder), the `<mask>` state (MLM) or the last state (causal).
+        PANDA's task embedding averages these over a task's inputs."""
+        with self.autocast():
+            embeds, mask, start = self.splice(batch, prompt)
+            hidden = self.trunk(embeds, mask)
+            return self.pool(hidden, mask, start, prompt.shape[-2])
+
+    def logits(
+        self, batch: Batch, prompt: torch.Tensor, head: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """Class scores (B, C) for the task's labels."""
+        if head is not None:
+            return head(self.features(batch, prompt).float())
+        return self.class_scores(self.scoring_outputs(batch, prompt))
+
+    def scoring_outputs(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        """What the label scoring reads, in float32: the pooled features (B, d) on
+        encoders, the vocabulary logits at the scoring position (B, V) otherwise.
+        Independent of the task's labels, so one forward of a batch that mixes
+        tasks serves every task's `class_scores` (multitask training)."""
+        with self.autocast():
+            embeds, mask, start = self.splice(batch, prompt)
+            out = self.outputs_from_embeds(embeds, mask, start, prompt.shape[-2])
+        return out.float()
+
+    def outputs_from_embeds(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """`scoring_outputs` (in the model's dtype) from ready input embeddings."""
+        return self.kind_impl.forward_outputs(self.model, embeds, mask, start, n)
+
+    def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(B, C) class scores of this task from `scoring_outputs` rows."""
+        return self.kind_impl.class_scores(self, outputs)
+
+    # --------------------------------------------------------- label scoring
+    def label_keys(self) -> torch.Tensor:
+        """Normalised frozen embeddings of the label descriptions, (C, d).
+        Built as ordinary tensors (not inference tensors) so that training
+        may use them even if evaluation asked for them first."""
+        if self._label_keys is None:
+            with torch.inference_mode(False), torch.no_grad():
+                self._label_keys = self._describe_labels()
+        return self._label_keys
+
+    def _describe_labels(self) -> torch.Tensor:
+        out = self.tok(list(self.task.descriptions), padding=True, return_tensors="pt").to(self.device)
+        hidden = self.backbone.model(**out).last_hidden_state
+        m = out["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1)
+        return F.normalize(pooled.float(), dim=-1)
+
+    def verbalizer_ids(self) -> torch.Tensor:
+        """First sub-token id of each label word (written as the kind says)."""
+        if self._verbalizer_ids is None:
+            ids = []
+            for word in self.task.verbalizers:
+                toks = self.tok(self.kind_impl.verbalizer_text(word), add_special_tokens=False)["input_ids"]
+                if not toks:
+                    raise PandaError(f"label word '{word}' has no token in backbone '{self.backbone.name}'")
+                ids.append(toks[0])
+            if len(set(ids)) < len(ids):
+                raise PandaError(
+                    f"task '{self.task.name}': label words {self.task.verbalizers} share a first token; "
+                    "choose distinct verbalizers"
+                )
+            with torch.inference_mode(False):
+                self._verbalizer_ids = torch.tensor(ids, device=self.device)
+        return self._verbalizer_ids
+
+    # -------------------------------------------------------------- evaluate
+    @torch.inference_mode()
+    def accuracy(
+        self,
+        enc: Encoded,
+        prompt: torch.Tensor,
+        head: torch.nn.Module | None = None,
+        batch_size: int = 64,
+        limit: int | None = None,
+    ) -> float:
+        """Accuracy of the prompt on (the first `limit` examples of) a split."""
+        was_training = self.model.training
+        self.model.eval()
+        correct = total = 0
+        for batch in self.batches(enc, batch_size, limit=limit):
+            pred = self.logits(batch, prompt, head).argmax(-1)
+            correct += int((pred == batch.labels).sum())
+            total += len(batch.labels)
+        self.model.train(was_training)
+        return correct / max(total, 1)

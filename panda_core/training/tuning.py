@@ -1,0 +1,175 @@
+"""Training one task's prompt through the one loop: prompt tuning (PT),
+vanilla prompt transfer (PoT), PANDA and model tuning. They differ in a few
+named choices handed to `Trainer`:
+
+- initialisation: a fresh prompt (PT), or a copy of the source prompt (PoT);
+- objective: `CrossEntropy`, or PANDA's `Distillation`, which adds
+  ``kd_weight * MSE(student logits, teacher logits)`` where the teacher is the
+  frozen backbone driven by a fixed prompt;
+- parameter groups: the prompt (and optional head), or, for model tuning,
+  every weight of a private copy of the backbone as well.
+
+Evaluation on dev every ``eval_every`` steps keeps the best-dev checkpoint;
+test accuracy is reported for that checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data import get_task, load_split
+from ..errors import PandaError
+from ..prompts import PromptScorer, init_prompt
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .objectives import CrossEntropy, Distillation, TeacherCache
+from .trainer import Member, ParamGroup, Progress, Stream, Trainer
+
+CLIP = 1.0  # max gradient norm of the prompt (the head and model weights are not clipped)
+
+
+@dataclass
+class TrainResult:
+    prompt: torch.Tensor
+    head: dict[str, torch.Tensor] | None
+    best_dev: float
+    best_step: int
+    test_acc: float
+    dev_curve: list[tuple[int, float]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    trainable_params: int = 0
+    stopped_early: bool = False
+
+
+def task_splits(task_name: str) -> tuple[list, list, list]:
+    """The train, dev and test examples of a task (none may be empty)."""
+    splits = tuple(load_split(task_name, s) for s in ("train", "dev", "test"))
+    if not all(splits):
+        raise PandaError(f"task '{task_name}' has an empty split; re-run `python -m panda_core data prepare`")
+    return splits
+
+
+def backbone_lr(backbone, config: TrainConfig) -> float:
+    """The prompt's learning rate: the config's, else the backbone's default."""
+    return config.lr if config.lr is not None else getattr(backbone, "default_lr", 0.01)
+
+
+def n_train(config: TrainConfig, enc) -> int:
+    """How many training examples the batch stream walks (`train_limit`)."""
+    return len(enc) if config.train_limit is None else min(config.train_limit, len(enc))
+
+
+def make_head(backbone, n_labels: int) -> torch.nn.Linear:
+    return torch.nn.Linear(backbone.hidden_size, n_labels).to(backbone.device)
+
+
+def train(
+    backbone,
+    task_name: str,
+    config: TrainConfig,
+    init: torch.Tensor | None = None,
+    teacher_prompt: torch.Tensor | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_eval: Callable[[int, float], None] | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Train a prompt on `task_name` and return the best-dev checkpoint.
+
+    Args:
+        init: the starting prompt (n, d); PoT passes the source prompt here.
+        teacher_prompt: PANDA's teacher prompt; with ``config.kd_weight > 0`` the
+            loss is ``CE + kd_weight * MSE(z_student, z_teacher)``.
+        progress: called with {"step", "steps", "loss", "dev_acc"?} dicts.
+        should_stop: polled every step; True cancels the run (raises Cancelled).
+        resume: save a checkpoint at every dev evaluation and continue from
+            one left by an interrupted run of the same work (not for model
+            tuning, whose state is the whole backbone).
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed)  # before anything draws from the global generator (head, dropout)
+    task = get_task(task_name)
+    train_ex, dev_ex, test_ex = task_splits(task_name)
+
+    model = backbone.model
+    if config.tune_model:
+        model = copy.deepcopy(backbone.model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    scorer = PromptScorer(backbone, task, config.prompt_length, config.max_length, config.temperature, model=model)
+    if init is None:
+        init = init_prompt(backbone.embeddings(), config.prompt_length, config.init, seed=config.seed)
+    if init.shape[0] != config.prompt_length:
+        raise PandaError(f"initial prompt has {init.shape[0]} tokens but prompt_length is {config.prompt_length}")
+    prompt = torch.nn.Parameter(init.detach().clone().float().to(backbone.device))
+    head = make_head(backbone, len(task.labels)) if config.head else None
+
+    lr = backbone_lr(backbone, config)
+    groups = [ParamGroup("prompt", [prompt], lr, clip=CLIP)]
+    if head is not None:
+        groups.append(ParamGroup("head", list(head.parameters()), lr))
+    if config.tune_model:
+        groups.append(ParamGroup("model", list(model.parameters()), config.model_lr))
+
+    teacher = None
+    if config.kd_weight > 0:
+        if teacher_prompt is None:
+            raise PandaError("distillation (kd_weight > 0) needs a teacher prompt")
+        teacher = teacher_prompt.detach().float().to(backbone.device)
+
+    enc_train, enc_dev = scorer.encode(train_ex), scorer.encode(dev_ex)
+    objective = CrossEntropy(scorer, enc_train, prompt, head) if teacher is None else \
+        Distillation(scorer, enc_train, prompt, head, TeacherCache(scorer, enc_train, teacher), config.kd_weight)
+    params = {"prompt": prompt} | ({f"head.{k}": v for k, v in head.named_parameters()} if head else {})
+    member = Member(task_name, params, stream=Stream(n_train(config, enc_train), config.batch_size, config.seed),
+                    evaluate=lambda: scorer.accuracy(enc_dev, prompt.detach(), head, limit=config.dev_limit))
+    digest = ckpt.run_digest(task_name, backbone.name, config.to_dict(), init, teacher) \
+        if resume and not config.tune_model else None
+    trainer = Trainer(config, objective, groups, [member], digest=digest, model=model, model_train=config.tune_model,
+                      progress=progress, should_stop=should_stop, t0=t0,
+                      on_eval=(lambda _name, step, acc: on_eval(step, acc)) if on_eval else None)
+    steps = trainer.run()
+
+    best_prompt = member.best["prompt"]
+    best_head = {k[5:]: v for k, v in member.best.items() if k.startswith("head.")} or None
+    head_mod = None
+    if best_head is not None:
+        head_mod = make_head(backbone, len(task.labels))
+        head_mod.load_state_dict(best_head)
+    test_acc = scorer.accuracy(scorer.encode(test_ex), best_prompt, head_mod, limit=config.test_limit)
+    trainer.finish()
+    return TrainResult(
+        prompt=best_prompt.cpu(),
+        head={k: v.cpu() for k, v in best_head.items()} if best_head else None,
+        best_dev=member.best_dev,
+        best_step=member.best_step,
+        test_acc=test_acc,
+        dev_curve=member.curve,
+        steps=steps,
+        seconds=trainer.seconds(),
+        trainable_params=trainer.trainable,
+        stopped_early=trainer.stopped_early,
+    )
+
+
+def evaluate(
+    backbone, task_name: str, prompt: torch.Tensor, split: str = "test", head: dict | None = None,
+    limit: int | None = None, max_length: int = 128, temperature: float = 20.0,
+) -> float:
+    """Accuracy of a fixed prompt on a task split (zero-shot transfer uses this)."""
+    task = get_task(task_name)
+    scorer = PromptScorer(backbone, task, prompt.shape[0], max_length, temperature)
+    head_mod = None
+    if head:
+        head_mod = make_head(backbone, len(task.labels))
+        if head["weight"].shape[0] != len(task.labels):
+            head_mod = None  # a head belongs to its task's label set; fall back to label scoring
+        else:
+            head_mod.load_state_dict(head)
+    return scorer.accuracy(scorer.encode(load_split(task_name, split)), prompt.to(backbone.device), head_mod, limit=limit)
