@@ -25,6 +25,7 @@ from safetensors.torch import save
 
 from panda_core import data as tasks
 from panda_core import store
+from panda_core.data.tables import read_table
 from panda_core.errors import PandaError
 from panda_core.ops import prompt_files as export
 
@@ -431,7 +432,7 @@ def test_table_reader_never_raises_anything_but_panda_error(tmp_path):
         path = tmp_path / (f"t.{suffix}" if suffix else "t")
         path.write_bytes(data)
         try:
-            df = tasks._read_table(path)
+            df = read_table(path)
         except PandaError as err:
             one_line_error(err)
             return
