@@ -48,8 +48,8 @@ def _output(backbone: bb.Backbone, out) -> torch.Tensor:
 def test_list_backbones_reports_three_registry_models_without_loading_weights():
     code = (
         "import json, sys, time\n"
-        "from panda_core import backbones as b\n"
-        "t = time.perf_counter(); rows = b.list_backbones(); dt = time.perf_counter() - t\n"
+        "from panda_core.backbones import list_backbones\n"
+        "t = time.perf_counter(); rows = list_backbones(); dt = time.perf_counter() - t\n"
         "print(json.dumps({'rows': rows, 'seconds': dt, 'transformers': 'transformers' in sys.modules}))\n"
     )
     done = subprocess.run(

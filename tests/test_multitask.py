@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from panda_core.backbones import get_backbone
+from panda_core.ops import train_prompts
 from panda_core.training import TrainConfig, train
 from panda_core.training.multitask import (
     MultiTaskBatcher,
     build_slots,
     multitask_step,
     train_multitask,
-    train_prompts,
 )
 
 TASKS = ["yelp_uci", "amazon_uci", "imdb_uci"]  # small, real, balanced

@@ -194,3 +194,18 @@ def test_finished_job_workers_are_reaped_not_left_as_zombies(private_cache):
     while _proc_state(pid) is not None and time.time() < deadline:
         time.sleep(0.1)
     assert _proc_state(pid) is None, f"worker {pid} is still there in state {_proc_state(pid)} (Z: a zombie)"
+
+
+def test_a_finished_run_stays_done_when_later_work_of_its_block_fails(private_cache):
+    from panda_core.ops.lifecycle import recorded
+
+    with pytest.raises(RuntimeError):
+        with recorded("train", "pt", "mr", "minilm", {"steps": 1}) as run:
+            run.done({"test_acc": 0.5})
+            raise RuntimeError("a later prompt of the batch failed")
+    assert store.get_run(run.id)["status"] == "done"
+
+
+def test_reading_the_store_of_an_empty_cache_creates_nothing(private_cache):
+    assert store.list_runs() == [] and store.latest_prompt_id("mr", "minilm", "pt", 20) is None
+    assert not (private_cache / "runs.sqlite").exists()

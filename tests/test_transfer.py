@@ -127,7 +127,7 @@ def test_projector_maps_shapes_and_round_trips(two_prompts, capsys):
     assert proj(torch.randn(4, 384)).shape == (4, 768)
     assert proj(torch.randn(3, 4, 384)).shape == (3, 4, 768)
     out = cli(capsys, "project", "--target-backbone", "smollm2", "--train-task", "yelp_uci", "--steps", "2",
-              "--prompt-len", "4", "--eval-tasks", "yelp_uci", "amazon_uci")
+              "--prompt-len", "4", "--eval-tasks", "yelp_uci", "amazon_uci", "--test-limit", "40")
     assert [r["task"] for r in out["results"]] == ["yelp_uci", "amazon_uci"]
     loaded, meta = load_projector(out["projector_id"])
     assert meta["d_source"] == 384 and meta["d_target"] == 576

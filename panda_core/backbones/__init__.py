@@ -22,12 +22,30 @@ Example::
 
 from __future__ import annotations
 
-from .fixture import tiny_mlm
-from .kinds import FALLBACK_KIND, KINDS, BackboneKind, kind_from_architectures
-from .loading import get_backbone, list_backbones
-from .packages import PACKAGES, OfflinePackage, prepare_backbones
-from .runtime import Backbone, default_device
+import importlib
+from typing import Any
+
 from .spec import REGISTRY, TINY_MLM, BackboneSpec
+
+#: the rest imports torch and transformers: loaded on first use of a name, so
+#: the CLI can check a backbone name against `REGISTRY` without them
+_LAZY = {
+    "tiny_mlm": "fixture",
+    "FALLBACK_KIND": "kinds", "KINDS": "kinds", "BackboneKind": "kinds", "kind_from_architectures": "kinds",
+    "get_backbone": "loading", "list_backbones": "loading",
+    "PACKAGES": "packages", "OfflinePackage": "packages", "prepare_backbones": "packages",
+    "Backbone": "runtime", "default_device": "runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FALLBACK_KIND",

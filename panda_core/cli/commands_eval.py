@@ -74,6 +74,8 @@ def _project_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--steps", type=int, default=200)
     sp.add_argument("--prompt-len", type=int, default=20)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--test-limit", type=int, default=None,
+                    help="score each projected prompt on at most this many test examples (default: all)")
     add_check(sp)
 
 
@@ -84,6 +86,8 @@ def cmd_project(args: argparse.Namespace) -> Prepared:
 
     check_field("steps", args.steps)
     check_field("seed", args.seed)
+    if args.test_limit is not None:
+        check_field("test_limit", args.test_limit)
     length = _prompt_length(args.prompt_len)
     train_task = checks.task(args.train_task, available=True).name
     eval_tasks = checks.tasks(args.eval_tasks, "--eval-tasks", available=True) or [train_task]
@@ -101,7 +105,7 @@ def cmd_project(args: argparse.Namespace) -> Prepared:
             reads.append((train_task, target["name"]))
         for task, backbone in reads:
             pt_prompt(task, backbone, length)  # refuses a missing prompt with the command that trains it
-        config = projector_config(args.steps, prompt_length=length, seed=args.seed)
+        config = projector_config(args.steps, prompt_length=length, seed=args.seed, test_limit=args.test_limit)
         return {"command": "project", "source_backbone": source, "target_backbone": target,
                 "train_task": train_task, "method": method, "eval_tasks": eval_tasks, "config": config.to_dict(),
                 "reads": [{"task": t, "backbone": b, "prompt_id": store.latest_prompt_id(t, b, "pt", length)}
@@ -113,6 +117,6 @@ def cmd_project(args: argparse.Namespace) -> Prepared:
         log(f"projector {args.source_backbone} -> {args.target_backbone} ({method}) on {train_task}")
         return run_projection(args.source_backbone, args.target_backbone, train_task, method,
                               eval_tasks=args.eval_tasks or None, steps=args.steps, prompt_length=length,
-                              seed=args.seed, progress=tqdm_progress(args.steps, "projector"))
+                              seed=args.seed, test_limit=args.test_limit, progress=tqdm_progress(args.steps, "projector"))
 
     return Prepared(plan, run)

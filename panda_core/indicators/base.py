@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from ..errors import PandaError
+from ..lazy import lazy_module
 from ..prompts import SoftPrompt
 from ..registry import Registry
+
+torch = lazy_module("torch")
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
-import torch.nn.functional as F
-
+from ..lazy import lazy_module
 from ..prompts import SoftPrompt
 from .base import INDICATORS, Indicator, IndicatorContext, stack_prompts
+
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 
 def e_concat(P: torch.Tensor) -> torch.Tensor:

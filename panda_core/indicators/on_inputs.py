@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
+from ..lazy import lazy_module
 from ..prompts import SoftPrompt
 from .base import INDICATORS, Indicator, IndicatorContext, Option
 from .stimulation import activation_rows, overlap_matrix, task_input_activations
+
+torch = lazy_module("torch")
 
 
 def at_readout(scorer, acts: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
-
+from ..lazy import inference_mode, lazy_module
 from ..prompts import SoftPrompt
 from . import base
 from .base import INDICATORS, Indicator, IndicatorContext, Option, Progress, stack_prompts, tensor_of
 
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
-@torch.inference_mode()
+
+@inference_mode
 def task_embedding(backbone, prompt: torch.Tensor, task_name: str, n_inputs: int = 32) -> torch.Tensor:
     """Mean prompt-driven representation of `n_inputs` dev inputs of a task (d,)."""
     scorer = base.make_scorer(backbone, task_name, prompt.shape[0])

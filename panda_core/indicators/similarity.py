@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from .. import store
 from ..errors import PandaError
+from ..lazy import lazy_module
 from ..prompts import SoftPrompt
 from .base import INDICATORS, IndicatorContext, Progress
+
+torch = lazy_module("torch")
 
 _ACTIVATION_CACHE: dict = {}  # model-indicator activations per prompt id, for the life of the process
 

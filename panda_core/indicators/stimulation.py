@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import PandaError
+from ..lazy import inference_mode, lazy_module
 from ..prompts import SoftPrompt
 from .base import (
     INDICATORS,
@@ -36,8 +36,10 @@ from .base import (
     tensor_of,
 )
 
+torch = lazy_module("torch")
+
 #: reads (B, F) rows from one layer's binarised activations (B, T, F), given (scorer, acts, mask, start, n)
-Reader = Callable[[Any, torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+Reader = Callable[[Any, "torch.Tensor", "torch.Tensor", int, int], "torch.Tensor"]
 
 
 @dataclass
@@ -76,7 +78,7 @@ def ffn_capture(backbone) -> Iterator[list[torch.Tensor]]:
             h.remove()
 
 
-@torch.inference_mode()
+@inference_mode
 def task_input_activations(backbone, prompt: torch.Tensor, task: str, n_inputs: int, read: Reader,
                            batch_size: int = 16) -> torch.Tensor:
     """Activation frequency (num_layers, ffn_size) over the first `n_inputs` dev
@@ -135,7 +137,7 @@ def overlap_matrix(rows: list[torch.Tensor], layers: tuple[int, int] | None) -> 
 
 
 # ----------------------------------------------------------------- ON
-@torch.inference_mode()
+@inference_mode
 def ffn_activations(backbone, prompt: torch.Tensor, options: OnOptions | None = None) -> torch.Tensor:
     """Binarised FFN activations (num_layers, ffn_size) of the frozen backbone
     driven by `prompt`, read at the `<mask>` position (the last position for a

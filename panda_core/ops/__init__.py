@@ -2,7 +2,7 @@
 does one piece of work, records it as a run (through the one lifecycle,
 `lifecycle.recorded`) and returns a JSON-ready result.
 
-- `training`: train_prompt, seconds_per_step, estimate_seconds;
+- `training`: train_prompt, train_prompts, seconds_per_step, estimate_seconds;
 - `transfer`: run_transfer, plan_transfer (prompt ids resolved once, PANDA's teacher a declared dependency);
 - `prompt_files`: import_prompt / export_prompt; run_projection (`crossmodel`) is re-exported here;
 - `jobs` / `job_kinds`: background jobs (submit, cancel, retry, wait, reap, work) and the JOB_KINDS registry;
@@ -21,7 +21,7 @@ from typing import Any
 # public name -> the module that defines it (relative to this package)
 _LAZY = {
     "recorded": ".lifecycle", "RunHandle": ".lifecycle",
-    "train_prompt": ".training", "seconds_per_step": ".training", "estimate_seconds": ".training",
+    "train_prompt": ".training", "train_prompts": ".training", "seconds_per_step": ".training", "estimate_seconds": ".training",
     "run_transfer": ".transfer", "plan_transfer": ".transfer",
     "run_projection": "..crossmodel",
     "import_prompt": ".prompt_files", "export_prompt": ".prompt_files",

@@ -41,7 +41,9 @@ def recorded(kind: str, method: str, target: str, backbone: str, config: dict, *
     """Record one run around a block. `run_id` adopts a run created earlier
     (a queued job); otherwise a new row is created. The block calls
     `handle.done(result)`; leaving it by `Cancelled` records "cancelled", by
-    any other exception "failed" with the error's first line, and re-raises."""
+    any other exception "failed" with the error's first line, and re-raises.
+    "done" is final: an error raised after `done()` (e.g. by later work of a
+    batch) leaves the finished run as it is."""
     if run_id is None:
         run_id = store.create_run(kind, method, target, backbone, config, source=source, key=key)
     else:
@@ -50,10 +52,12 @@ def recorded(kind: str, method: str, target: str, backbone: str, config: dict, *
     try:
         yield handle
     except Cancelled as err:
-        store.update_run(run_id, status="cancelled", error=one_line(err))
+        if not handle.finished:
+            store.update_run(run_id, status="cancelled", error=one_line(err))
         raise
     except BaseException as err:
-        store.update_run(run_id, status="failed", error=one_line(err))
+        if not handle.finished:
+            store.update_run(run_id, status="failed", error=one_line(err))
         raise
     if not handle.finished:
         store.update_run(run_id, status="failed", error="the run ended without a result")

@@ -16,7 +16,7 @@ it stopped and never repeats a finished run. Executors:
 
 Before the transfers, the PT prompts the sweep reads (each source's, and each
 target's for PANDA) that are missing from the store are trained in one batched
-multi-prompt run (`training.multitask.train_prompts`).
+multi-prompt run (`ops.training.train_prompts`).
 
 The same seeds give the same scores on either executor at the same number of
 workers (the same threads per run); see docs/performance.md, "Scaling out".
@@ -149,7 +149,7 @@ def train_missing(jobs: list[dict], backbone: str, config: TransferConfig,
     """Train, in one batched run, the PT prompts the sweep reads and the store lacks."""
     from .. import store
     from ..backbones import get_backbone
-    from ..training.multitask import train_prompts
+    from .training import train_prompts
 
     bb = get_backbone(backbone)
     length = config.train.prompt_length

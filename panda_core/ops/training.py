@@ -1,6 +1,6 @@
 """Training a prompt as a recorded operation, and how long training takes here.
 
-`train_prompt` does the work through `training` and records it through the one
+`train_prompt` (and `train_prompts`, several tasks in one batched run) does the work through `training` and records it through the one
 run lifecycle (`lifecycle.recorded`): the run, its dev curve, the saved
 best-dev prompt and the JSON-ready result the CLI prints and the app shows.
 The estimates read the finished runs of the registry.
@@ -9,11 +9,13 @@ The estimates read the finished runs of the registry.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .. import store
+from ..training.config import DEFAULT_TOKEN_BUDGET
 from .lifecycle import recorded
 
 if TYPE_CHECKING:
@@ -63,6 +65,59 @@ def train_prompt(
             "trainable_params": result.trainable_params, "dev_curve": result.dev_curve,
         }
         run.done(out, prompt_id=prompt_id)
+    return out
+
+
+def train_prompts(
+    tasks: Sequence[str],
+    backbone: str = "minilm",
+    config: TrainConfig | None = None,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+) -> list[dict]:
+    """Prompt tuning for several tasks in one batched run, recorded like
+    `train_prompt`: one "train"/"pt" run per task with its dev curve, and
+    each best-dev prompt saved to the store (method "pt"). Returns one result
+    dict per task, in order (the same keys as `train_prompt`)."""
+    from ..backbones import get_backbone
+    from ..data import get_task
+    from ..prompts import SoftPrompt, init_prompt
+    from ..training import TrainConfig, evaluate, train_multitask
+
+    config = config or TrainConfig()
+    tasks = list(tasks)
+    for t in tasks:
+        get_task(t)  # fail fast on an unknown task
+    bb = get_backbone(backbone)
+    out = []
+    with ExitStack() as stack:
+        runs = {t: stack.enter_context(recorded("train", "pt", t, bb.name, config.to_dict())) for t in tasks}
+        inits = {t: init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=config.seed) for t in tasks}
+        init_acc = {t: evaluate(bb, t, inits[t], "test", limit=config.test_limit, max_length=config.max_length,
+                                temperature=config.temperature) for t in tasks}
+        results = train_multitask(
+            bb, tasks, config, inits=inits, progress=progress, should_stop=should_stop,
+            on_eval=lambda task, step, acc: runs[task].curve(step, acc), token_budget=token_budget,
+        )
+        for t in tasks:
+            r, run = results[t], runs[t]
+            prompt = SoftPrompt(
+                tensor=r.prompt, backbone=bb.name, task=t, method="pt", seed=config.seed, steps=r.steps,
+                scores={"init_test_acc": init_acc[t], "dev_acc": r.best_dev, "test_acc": r.test_acc},
+                extra={"config": config.to_dict(), "best_step": r.best_step, "trainable_params": r.trainable_params,
+                       "run_id": run.id, "batched_with": tasks},
+            )
+            prompt_id = store.save_prompt(prompt)
+            row = {
+                "prompt_id": prompt_id, "run_id": run.id, "task": t, "backbone": bb.name,
+                "init_test_acc": round(init_acc[t], 4), "dev_acc": round(r.best_dev, 4),
+                "test_acc": round(r.test_acc, 4), "steps": r.steps, "seconds": round(r.seconds, 1),
+                "best_step": r.best_step, "trainable_params": r.trainable_params, "dev_curve": r.dev_curve,
+                "batched_with": tasks,
+            }
+            run.done(row, prompt_id=prompt_id)
+            out.append(row)
     return out
 
 

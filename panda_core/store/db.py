@@ -121,7 +121,10 @@ def transaction() -> Iterator[sqlite3.Connection]:
 
 
 def _query(sql: str, args: tuple = ()) -> list[dict[str, Any]]:
-    """Rows of one read query, as plain dicts."""
+    """Rows of one read query, as plain dicts. A registry that does not exist
+    yet has no rows: reading never creates it (a fresh cache stays empty)."""
+    if not paths.db_path().exists():
+        return []
     conn = connect()
     try:
         return [dict(r) for r in conn.execute(sql, args).fetchall()]

@@ -5,7 +5,7 @@
 - `objectives`: `CrossEntropy`, `Distillation` (+ `TeacherCache`), `Routing`
   (+ `MultiTaskBatcher`), `ProjectorDistance`, `ProjectorTask`;
 - `tuning`: `train` / `evaluate` for PT, PoT, PANDA and model tuning;
-- `multitask`: batched multi-prompt training (`train_multitask`, `train_prompts`);
+- `multitask`: batched multi-prompt training (`train_multitask`; `ops.train_prompts` records it);
 - `checkpoint`: mid-run checkpoints (resume).
 
 Importing the package loads only the config; the rest (torch) is loaded on
@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 from ..errors import Cancelled
-from .config import TrainConfig, check_field
+from .config import DEFAULT_TOKEN_BUDGET, TrainConfig, check_field
 
 _LAZY = {
     "Trainer": "trainer", "ParamGroup": "trainer", "Member": "trainer", "Stream": "trainer",
@@ -28,11 +28,10 @@ _LAZY = {
     "MultiTaskBatcher": "objectives", "TaskSlot": "objectives", "prompt_step": "objectives",
     "multitask_step": "objectives",
     "TrainResult": "tuning", "train": "tuning", "evaluate": "tuning",
-    "build_slots": "multitask", "train_multitask": "multitask", "train_prompts": "multitask",
-    "DEFAULT_TOKEN_BUDGET": "multitask",
+    "build_slots": "multitask", "train_multitask": "multitask",
 }
 
-__all__ = ["Cancelled", "TrainConfig", "check_field", *_LAZY]
+__all__ = ["DEFAULT_TOKEN_BUDGET", "Cancelled", "TrainConfig", "check_field", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -90,6 +90,12 @@ def check_field(name: str, value: Any) -> None:
         raise PandaError(f"invalid {name}={value!r}: must be {rule}")
 
 
+# rows x padded width per forward pass of multi-prompt training: a step's mixed
+# rows are sorted by length and cut into passes of about this many tokens, so a
+# short task's texts are not padded to a long task's width (None: one pass)
+DEFAULT_TOKEN_BUDGET = 4096
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a training run (defaults follow PANDA's released code,

@@ -20,7 +20,7 @@ task's small batch leaves the device idle, it is the way to fill it.
 
 Example::
 
-    from panda_core.training.multitask import train_prompts
+    from panda_core.ops import train_prompts
     rows = train_prompts(["mr", "yelp_uci"], "minilm", TrainConfig(steps=100))
 """
 
@@ -35,18 +35,13 @@ from ..data import get_task
 from ..errors import PandaError
 from ..prompts import PromptScorer, init_prompt
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import DEFAULT_TOKEN_BUDGET, TrainConfig
 from .objectives import MultiTaskBatcher, Routing, TaskSlot, multitask_step
 from .trainer import Member, ParamGroup, Progress, Stream, Trainer
-from .tuning import CLIP, TrainResult, backbone_lr, evaluate, n_train, task_splits
+from .tuning import CLIP, TrainResult, backbone_lr, n_train, task_splits
 
 __all__ = ["DEFAULT_TOKEN_BUDGET", "MultiTaskBatcher", "TaskSlot", "build_slots", "multitask_step",
-           "train_multitask", "train_prompts"]
-
-# rows x padded width per forward pass: a step's mixed rows are sorted by length
-# and cut into passes of about this many tokens, so a short task's texts are
-# not padded to a long task's width (None: one pass for the whole step)
-DEFAULT_TOKEN_BUDGET = 4096
+           "train_multitask"]
 
 
 def build_slots(backbone, tasks: Sequence[str], config: TrainConfig,
@@ -125,59 +120,4 @@ def train_multitask(
             trainable_params=s.prompt.numel(), stopped_early=m.stopped,
         )
     trainer.finish()
-    return out
-
-
-def train_prompts(
-    tasks: Sequence[str],
-    backbone: str = "minilm",
-    config: TrainConfig | None = None,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    token_budget: int | None = DEFAULT_TOKEN_BUDGET,
-) -> list[dict]:
-    """Prompt tuning for several tasks in one batched run, recorded like
-    `train_prompt`: one "train"/"pt" run per task with its dev curve, and
-    each best-dev prompt saved to the store (method "pt"). Returns one result
-    dict per task, in order (the same keys as `train_prompt`)."""
-    from contextlib import ExitStack
-
-    from .. import store
-    from ..backbones import get_backbone
-    from ..ops.lifecycle import recorded
-    from ..prompts import SoftPrompt
-
-    config = config or TrainConfig()
-    tasks = list(tasks)
-    for t in tasks:
-        get_task(t)  # fail fast on an unknown task
-    bb = get_backbone(backbone)
-    out = []
-    with ExitStack() as stack:
-        runs = {t: stack.enter_context(recorded("train", "pt", t, bb.name, config.to_dict())) for t in tasks}
-        inits = {t: init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=config.seed) for t in tasks}
-        init_acc = {t: evaluate(bb, t, inits[t], "test", limit=config.test_limit, max_length=config.max_length,
-                                temperature=config.temperature) for t in tasks}
-        results = train_multitask(
-            bb, tasks, config, inits=inits, progress=progress, should_stop=should_stop,
-            on_eval=lambda task, step, acc: runs[task].curve(step, acc), token_budget=token_budget,
-        )
-        for t in tasks:
-            r, run = results[t], runs[t]
-            prompt = SoftPrompt(
-                tensor=r.prompt, backbone=bb.name, task=t, method="pt", seed=config.seed, steps=r.steps,
-                scores={"init_test_acc": init_acc[t], "dev_acc": r.best_dev, "test_acc": r.test_acc},
-                extra={"config": config.to_dict(), "best_step": r.best_step, "trainable_params": r.trainable_params,
-                       "run_id": run.id, "batched_with": tasks},
-            )
-            prompt_id = store.save_prompt(prompt)
-            row = {
-                "prompt_id": prompt_id, "run_id": run.id, "task": t, "backbone": bb.name,
-                "init_test_acc": round(init_acc[t], 4), "dev_acc": round(r.best_dev, 4),
-                "test_acc": round(r.test_acc, 4), "steps": r.steps, "seconds": round(r.seconds, 1),
-                "best_step": r.best_step, "trainable_params": r.trainable_params, "dev_curve": r.dev_curve,
-                "batched_with": tasks,
-            }
-            run.done(row, prompt_id=prompt_id)
-            out.append(row)
     return out

@@ -18,14 +18,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..prompts import SoftPrompt
 from ..registry import Registry
-from ..training import TrainConfig, TrainResult, train
+from ..training import TrainConfig
 from .config import TransferConfig
+
+if TYPE_CHECKING:  # torch and the trainer load on first training, not at registry import
+    import torch
+
+    from ..training import TrainResult
 
 
 class Sources(str, enum.Enum):
@@ -154,6 +157,8 @@ class TransferMethod:
         """The one training path of every trained method: train on the target
         from `init` (with PANDA's teacher term when given) and wrap the result.
         `overrides` set TrainConfig fields for this run (e.g. tune_model)."""
+        from ..training import train
+
         cfg = ctx.config.train
         if kd_weight is not None:
             overrides["kd_weight"] = kd_weight

@@ -8,9 +8,12 @@ This module is the whole method: everything downstream finds it in `METHODS`.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .base import METHODS, Need, Sources, TransferContext, TransferMethod, TransferResult
+
+if TYPE_CHECKING:
+    import torch
 
 
 @METHODS.add
@@ -24,6 +27,8 @@ class MultiSource(TransferMethod):
     @staticmethod
     def initial_prompt(ctx: TransferContext) -> torch.Tensor:
         """The element-wise mean of the sources' prompts, (n, d)."""
+        import torch
+
         return torch.stack([p.tensor.float() for p in ctx.source_prompts]).mean(dim=0)
 
     def run(self, ctx: TransferContext) -> TransferResult:

@@ -12,7 +12,6 @@ PANDA metric between the source prompt and the target's own PT prompt.
 from __future__ import annotations
 
 from ..errors import PandaError
-from ..indicators import panda_pair
 from ..prompts import PromptInit, init_prompt
 from .base import METHODS, Need, TransferContext, TransferMethod, TransferResult
 from .config import KdForm, StudentInit, Teacher, TransferConfig
@@ -43,6 +42,8 @@ class Panda(TransferMethod):
 
     def run(self, ctx: TransferContext) -> TransferResult:
         config, cfg, src, bb = ctx.config, ctx.config.train, ctx.source_prompt, ctx.backbone
+        from ..indicators import panda_pair
+
         transferability = panda_pair(bb, src.tensor, ctx.target_prompt.tensor, ctx.target, config.metric_inputs)
         lam = kd_weight(config, transferability)
         if Teacher(config.teacher) is Teacher.SOURCE:

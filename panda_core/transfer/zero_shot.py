@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ..training import evaluate
 from .base import METHODS, Need, TransferContext, TransferMethod, TransferResult
 
 
@@ -22,6 +21,8 @@ class ZeroShot(TransferMethod):
     def run(self, ctx: TransferContext) -> TransferResult:
         cfg, src = ctx.config.train, ctx.source_prompt
         t0 = time.perf_counter()
+        from ..training import evaluate
+
         acc = evaluate(ctx.backbone, ctx.target, src.tensor, "test", head=None, limit=cfg.test_limit,
                        max_length=cfg.max_length, temperature=cfg.temperature)
         return TransferResult(test_acc=acc, seconds=time.perf_counter() - t0, source_prompt=ctx.source_prompt_id)
