@@ -206,6 +206,26 @@ class PromptScorer:
 
     # -------------------------------------------------------------- evaluate
     @torch.inference_mode()
+    def correct_items(
+        self,
+        enc: Encoded,
+        prompt: torch.Tensor,
+        head: torch.nn.Module | None = None,
+        batch_size: int = 64,
+        limit: int | None = None,
+    ) -> torch.Tensor:
+        """(N,) bool: whether each of (the first `limit` examples of) a split is
+        predicted right, in the split's order. Intervals and paired comparisons
+        of two prompts on the same items are computed from these."""
+        was_training = self.model.training
+        self.model.eval()
+        rows = []
+        for batch in self.batches(enc, batch_size, limit=limit):
+            pred = self.logits(batch, prompt, head).argmax(-1)
+            rows.append((pred == batch.labels).cpu())
+        self.model.train(was_training)
+        return torch.cat(rows) if rows else torch.zeros(0, dtype=torch.bool)
+
     def accuracy(
         self,
         enc: Encoded,
@@ -215,12 +235,5 @@ class PromptScorer:
         limit: int | None = None,
     ) -> float:
         """Accuracy of the prompt on (the first `limit` examples of) a split."""
-        was_training = self.model.training
-        self.model.eval()
-        correct = total = 0
-        for batch in self.batches(enc, batch_size, limit=limit):
-            pred = self.logits(batch, prompt, head).argmax(-1)
-            correct += int((pred == batch.labels).sum())
-            total += len(batch.labels)
-        self.model.train(was_training)
-        return correct / max(total, 1)
+        correct = self.correct_items(enc, prompt, head, batch_size, limit)
+        return float(correct.sum()) / max(len(correct), 1)

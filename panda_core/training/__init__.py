@@ -27,7 +27,7 @@ _LAZY = {
     "Routing": "objectives", "ProjectorDistance": "objectives", "ProjectorTask": "objectives",
     "MultiTaskBatcher": "objectives", "TaskSlot": "objectives", "prompt_step": "objectives",
     "multitask_step": "objectives",
-    "TrainResult": "tuning", "train": "tuning", "evaluate": "tuning",
+    "TrainResult": "tuning", "train": "tuning", "evaluate": "tuning", "evaluate_items": "tuning",
     "build_slots": "multitask", "train_multitask": "multitask",
 }
 

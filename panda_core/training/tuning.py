@@ -45,6 +45,9 @@ class TrainResult:
     seconds: float = 0.0
     trainable_params: int = 0
     stopped_early: bool = False
+    #: (N,) bool, each test item right or wrong in the split's order: the
+    #: interval of `test_acc` and paired comparisons are computed from it
+    test_correct: torch.Tensor | None = None
 
 
 def task_splits(task_name: str) -> tuple[list, list, list]:
@@ -142,7 +145,8 @@ def train(
     if best_head is not None:
         head_mod = make_head(backbone, len(task.labels))
         head_mod.load_state_dict(best_head)
-    test_acc = scorer.accuracy(scorer.encode(test_ex), best_prompt, head_mod, limit=config.test_limit)
+    test_correct = scorer.correct_items(scorer.encode(test_ex), best_prompt, head_mod, limit=config.test_limit)
+    test_acc = float(test_correct.float().mean()) if len(test_correct) else 0.0
     trainer.finish()
     return TrainResult(
         prompt=best_prompt.cpu(),
@@ -155,14 +159,15 @@ def train(
         seconds=trainer.seconds(),
         trainable_params=trainer.trainable,
         stopped_early=trainer.stopped_early,
+        test_correct=test_correct,
     )
 
 
-def evaluate(
+def evaluate_items(
     backbone, task_name: str, prompt: torch.Tensor, split: str = "test", head: dict | None = None,
     limit: int | None = None, max_length: int = 128, temperature: float = 20.0,
-) -> float:
-    """Accuracy of a fixed prompt on a task split (zero-shot transfer uses this)."""
+) -> torch.Tensor:
+    """(N,) bool: each item of a task split right or wrong under a fixed prompt."""
     task = get_task(task_name)
     scorer = PromptScorer(backbone, task, prompt.shape[0], max_length, temperature)
     head_mod = None
@@ -172,4 +177,14 @@ def evaluate(
             head_mod = None  # a head belongs to its task's label set; fall back to label scoring
         else:
             head_mod.load_state_dict(head)
-    return scorer.accuracy(scorer.encode(load_split(task_name, split)), prompt.to(backbone.device), head_mod, limit=limit)
+    enc = scorer.encode(load_split(task_name, split))
+    return scorer.correct_items(enc, prompt.to(backbone.device), head_mod, limit=limit)
+
+
+def evaluate(
+    backbone, task_name: str, prompt: torch.Tensor, split: str = "test", head: dict | None = None,
+    limit: int | None = None, max_length: int = 128, temperature: float = 20.0,
+) -> float:
+    """Accuracy of a fixed prompt on a task split (zero-shot transfer uses this)."""
+    correct = evaluate_items(backbone, task_name, prompt, split, head, limit, max_length, temperature)
+    return float(correct.float().mean()) if len(correct) else 0.0
