@@ -150,8 +150,8 @@ class Study:
         rows = []
         for t in targets:
             base = self._transfer(None, t, BASELINE, tc)
-            mt = self._transfer(tasks[0] if tasks[0] != t else tasks[1], t, REFERENCE,
-                                TrainConfig(**{**tc.to_dict(), "init": "vocab"})) if self.cfg.model_tuning else None
+            # the same fresh prompt, seed and budget as PT: model tuning reads no source
+            mt = self._transfer(None, t, REFERENCE, tc) if self.cfg.model_tuning else None
             for s in tasks:
                 if s == t:
                     continue

@@ -46,8 +46,9 @@ def knob_inputs() -> dict:
 def problems_of(methods: list[str], sources: list[str], target: str, have: list[str]) -> list[str]:
     chosen = [METHODS.get(m) for m in methods]
     out = []
-    if not sources and any(m.sources is not Sources.NONE for m in chosen):
-        alone = " and ".join(m.label for m in METHODS if m.sources is Sources.NONE)
+    sourceless = (Sources.NONE, Sources.OPTIONAL)
+    if not sources and any(m.sources not in sourceless for m in chosen):
+        alone = " and ".join(m.label for m in METHODS if m.sources in sourceless)
         out.append(f"Choose at least one source (only {alone} runs without one).")
     out += [f"{m.label} needs the target's own PT prompt ({target} has none): train it on the Prompts page."
             for m in chosen if Need.TARGET_PROMPT in m.needs and target not in have]

@@ -83,7 +83,8 @@ def test_train_reports_the_design_fields(two_prompts):
 
 @pytest.mark.parametrize("method", ["zero-shot", "pt", "pot", "panda", "model-tuning"])
 def test_every_transfer_method_runs_and_is_recorded(two_prompts, capsys, method):
-    out = cli(capsys, "transfer", "--source", "amazon_uci", "--target", "yelp_uci", "--method", method,
+    source = [] if METHODS.get(method).sources is Sources.OPTIONAL else ["--source", "amazon_uci"]
+    out = cli(capsys, "transfer", *source, "--target", "yelp_uci", "--method", method,
               *STEPS, "--eval-every", "3")
     assert out["method"] == method and 0.0 <= out["test_acc"] <= 1.0
     run = store.get_run(out["run_id"])
@@ -363,6 +364,53 @@ def test_kd_weight_forms():
     assert kd_weight(TransferConfig(fixed_lambda=0.0), 0.9) == 0.0
     code = TransferConfig(kd_form="code", train=TrainConfig(batch_size=16))
     assert kd_weight(code, 0.8) == pytest.approx(0.1 * 0.8 / 16)
+
+
+@pytest.mark.parametrize("form", ["scaled", "code"])
+@pytest.mark.parametrize("transferability", [-1.0, -0.3, -1e-9, 0.0, 0.4, 1.0, 1.7])
+def test_kd_weight_is_never_negative_and_clipped_in_both_forms(form, transferability):
+    cfg = TransferConfig(kd_form=form, lambda_max=0.5, train=TrainConfig(batch_size=8))
+    top = kd_weight(cfg, 1.0)
+    lam = kd_weight(cfg, transferability)
+    assert 0.0 <= lam <= top
+    if transferability <= 0:
+        assert lam == 0.0
+    if transferability >= 1:
+        assert lam == top
+
+
+def test_model_tuning_reads_no_source_and_starts_from_pts_fresh_prompt(two_prompts, monkeypatch):
+    from panda_core.backbones import get_backbone
+    from panda_core.ops import plan_transfer
+    from panda_core.prompts import init_prompt
+    from panda_core.transfer.base import TransferContext
+
+    cfg = TransferConfig(train=TrainConfig(prompt_length=4, steps=1))
+    plan = plan_transfer(None, "yelp_uci", "model-tuning", "minilm", cfg)
+    assert plan.source_ids == () and Need.SOURCE_PROMPTS not in plan.method.requires(cfg)
+    with pytest.raises(PandaError, match="reads no source.*--from-source"):
+        plan_transfer("amazon_uci", "yelp_uci", "model-tuning", "minilm", cfg)
+    asked = TransferConfig(train=cfg.train, from_source=True)
+    assert plan_transfer("amazon_uci", "yelp_uci", "model-tuning", "minilm", asked).source_ids  # reads it when asked
+    assert asked.key("model-tuning", "amazon_uci", "yelp_uci", "minilm") != cfg.key("model-tuning", None, "yelp_uci", "minilm")
+
+    seen = []
+    monkeypatch.setattr(TransferMethod, "train_target", lambda self, ctx, init, **kw: seen.append(init))
+    bb = get_backbone("minilm")
+    src = store.load_prompt(two_prompts[1]["prompt_id"])
+    fresh = init_prompt(bb.embeddings(), 4, cfg.train.init, seed=cfg.train.seed)
+    for sources in ((), (src,)):  # a source handed in by mistake changes nothing
+        METHODS.get("model-tuning").run(TransferContext(bb, "yelp_uci", cfg, source_prompts=sources))
+    METHODS.get("model-tuning").run(TransferContext(bb, "yelp_uci", asked, source_prompts=(src,)))
+    assert torch.equal(seen[0], fresh) and torch.equal(seen[1], fresh) and torch.equal(seen[2], src.tensor)
+
+
+def test_transfer_keys_of_stored_runs_do_not_change_with_the_new_knob():
+    cfg = TransferConfig(train=TrainConfig(steps=5))
+    assert "from_source" not in json.dumps(cfg.key("panda", "mr", "t", "minilm"))
+    base = {"train": cfg.to_dict()["train"]}
+    blob = json.dumps(["pot", "mr", "t", "minilm", base, []], sort_keys=True, default=str)
+    assert cfg.key("pot", "mr", "t", "minilm") == hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def test_doctor_finds_orphans_and_checksum_mismatches(two_prompts, capsys):

@@ -61,7 +61,8 @@ def transfer_config(args: argparse.Namespace):
     from ..transfer import TransferConfig
 
     return TransferConfig(train=train, lambda_max=args.lambda_max, kd_form=args.kd_form, teacher=args.teacher,
-                          student_init=args.student_init, fixed_lambda=args.fixed_lambda)
+                          student_init=args.student_init, fixed_lambda=args.fixed_lambda,
+                          from_source=bool(getattr(args, "from_source", False)))
 
 
 def task(value: Any, *, available: bool = False):

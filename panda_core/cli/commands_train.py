@@ -73,19 +73,23 @@ def _transfer_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--kd-form", **kd_form_choices().argument("scaled"))
     sp.add_argument("--teacher", **teacher_choices().argument("pot"))
     sp.add_argument("--student-init", **student_init_choices().argument("source"))
+    sp.add_argument("--from-source", action="store_true",
+                    help="model tuning: start from the source prompt (default: a fresh prompt, no source)")
     sp.add_argument("--no-reuse", action="store_true", help="rerun even if an identical run is stored")
     add_limits(sp)
     add_check(sp)
 
 
-def transfer_pair(source: str | None, target: str, method: str) -> tuple[Any, tuple[str, ...]]:
+def transfer_pair(source: str | None, target: str, method: str, from_source: bool = False) -> tuple[Any, tuple[str, ...]]:
     """The method and its source tasks, checked against the target: known
     tasks, the number of sources the method takes, a source equal to the target."""
     from ..ops.transfer import parse_sources
-    from ..transfer import METHODS
+    from ..transfer import METHODS, Sources
 
     m = METHODS.get(method)
-    sources = parse_sources(None if source is None else checks.name(source, "--source"), m)
+    if from_source and m.sources is not Sources.OPTIONAL:
+        raise PandaError(f"--from-source applies to methods with an optional source, not '{m.name}'")
+    sources = parse_sources(None if source is None else checks.name(source, "--source"), m, from_source)
     for s in sources:
         checks.task(s)
     if target in sources and not m.allows_self:
@@ -98,7 +102,7 @@ def transfer_pair(source: str | None, target: str, method: str) -> tuple[Any, tu
 def cmd_transfer(args: argparse.Namespace) -> Prepared:
     cfg = checks.transfer_config(args)
     target = checks.task(args.target, available=True).name
-    m, sources = transfer_pair(args.source, target, method_choices().resolve(args.method))
+    m, sources = transfer_pair(args.source, target, method_choices().resolve(args.method), cfg.from_source)
     bb = checks.backbone(args.backbone)
 
     def plan() -> dict:

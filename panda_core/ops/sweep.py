@@ -54,7 +54,7 @@ def plan(sources: list[str], targets: list[str], methods: list[str], include_sel
     for t in targets:
         for m in chosen:
             usable = [s for s in sources if s != t or (include_self and m.allows_self)]
-            if m.sources is Sources.NONE:
+            if m.sources in (Sources.NONE, Sources.OPTIONAL):  # a sweep's baselines read no source
                 jobs.append({"source": None, "target": t, "method": m.name})
             elif m.sources is Sources.MANY:
                 if usable:

@@ -48,20 +48,27 @@ class TransferPlan:
         return ",".join(self.sources) or None
 
 
-def parse_sources(source: SourceArg, method: TransferMethod) -> tuple[str, ...]:
+def parse_sources(source: SourceArg, method: TransferMethod, from_source: bool = False) -> tuple[str, ...]:
     """The source tasks a method reads, from "mr", "mr,tweets" or a list;
-    refuses a missing source, several for a one-source method, blanks and repeats."""
+    refuses a missing source, several for a one-source method, blanks and
+    repeats, and a source given to a method whose source is optional unless
+    `from_source` asks to start from it."""
     if method.sources is Sources.NONE:
         return ()  # PT trains from scratch: a given source is not read
     items = [source] if isinstance(source, str) else list(source or [])
     names = tuple(s.strip() for item in items for s in str(item).split(","))
+    if method.sources is Sources.OPTIONAL and not from_source:
+        if names and names != ("",):
+            raise PandaError(f"method '{method.name}' trains from a fresh prompt and reads no source; "
+                             "drop --source, or pass --from-source to start from the source prompt")
+        return ()
     if not names or names == ("",):
         raise PandaError(f"method '{method.name}' needs a source task (--source)")
     if "" in names:
         raise PandaError(f"empty task name in the source list {source!r}: separate tasks with single commas")
     if len(set(names)) < len(names):
         raise PandaError(f"a source task is listed twice in {source!r}")
-    if len(names) > 1 and method.sources is Sources.ONE:
+    if len(names) > 1 and method.sources in (Sources.ONE, Sources.OPTIONAL):
         many = [m.name for m in METHODS if m.sources is Sources.MANY]
         raise PandaError(f"method '{method.name}' takes one source, got {len(names)} ({', '.join(names)}); "
                          f"methods that take several: {', '.join(many) or 'none'}")
@@ -106,7 +113,11 @@ def plan_transfer(source: SourceArg, target: str, method: str, backbone: str = "
     if not isinstance(config, TransferConfig):
         raise PandaError(f"config must be a TransferConfig, got {type(config).__name__}")
     m = METHODS.get(method)
-    sources = parse_sources(source, m)
+    if config.from_source and m.sources is not Sources.OPTIONAL:
+        raise PandaError(f"--from-source applies to methods with an optional source "
+                         f"({', '.join(x.name for x in METHODS if x.sources is Sources.OPTIONAL) or 'none'}), "
+                         f"not '{m.name}'")
+    sources = parse_sources(source, m, config.from_source)
     get_task(target)
     for s in sources:
         get_task(s)

@@ -37,6 +37,7 @@ class Sources(str, enum.Enum):
     NONE = "none"  # a given source is ignored (PT trains from scratch)
     ONE = "one"
     MANY = "many"  # a comma-separated list, e.g. "mr,tweets"
+    OPTIONAL = "optional"  # none, unless the config asks to start from one (`TransferConfig.from_source`)
 
 
 class Need(str, enum.Enum):
@@ -140,7 +141,10 @@ class TransferMethod:
     transfer_knobs: bool = False
 
     def requires(self, config: TransferConfig) -> tuple[Need, ...]:
-        """The needs under this config (PANDA with the source as teacher needs no PoT run)."""
+        """The needs under this config (PANDA with the source as teacher needs
+        no PoT run; an optional source is read only when asked for)."""
+        if self.sources is Sources.OPTIONAL and not config.from_source:
+            return tuple(n for n in self.needs if n is not Need.SOURCE_PROMPTS)
         return self.needs
 
     @property

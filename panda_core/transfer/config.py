@@ -59,6 +59,10 @@ def _weight(value: Any, knob: str) -> None:
         raise PandaError(f"{knob} must be a finite number >= 0, got {value!r}")
 
 
+#: fields added after runs were stored: in a key only when set off their default
+_KEYED_WHEN_SET = {"from_source": False}
+
+
 @dataclass
 class TransferConfig:
     """Knobs of a transfer; `train` holds the shared training-loop settings.
@@ -71,6 +75,8 @@ class TransferConfig:
         student_init: "source" or "random" (`StudentInit`).
         metric_inputs: target inputs the PANDA metric averages over, >= 1.
         fixed_lambda: overrides the metric's KD weight (ablations; 0 reduces PANDA to PoT), >= 0.
+        from_source: methods with an optional source (model tuning) start from
+            the source prompt; by default they read none.
 
     Example:
         >>> TransferConfig(train=TrainConfig(steps=40), lambda_max=0.5).kd_form
@@ -84,6 +90,7 @@ class TransferConfig:
     student_init: str = StudentInit.SOURCE.value
     metric_inputs: int = 32
     fixed_lambda: float | None = None
+    from_source: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):  # a config read back from JSON (jobs, sweeps)
@@ -96,6 +103,8 @@ class TransferConfig:
         self.kd_form = choice(KdForm, self.kd_form, "kd_form")
         self.teacher = choice(Teacher, self.teacher, "teacher")
         self.student_init = choice(StudentInit, self.student_init, "student_init")
+        if not isinstance(self.from_source, bool):
+            raise PandaError(f"from_source must be true or false, got {self.from_source!r}")
         n = self.metric_inputs
         if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
             raise PandaError(f"metric_inputs must be an integer >= 1, got {n!r}")
@@ -113,5 +122,8 @@ class TransferConfig:
         name = getattr(method, "value", method)
         full = name in METHODS and METHODS.get(name).transfer_knobs
         knobs = self.to_dict() if full else {"train": asdict(self.train)}
+        for name_, default in _KEYED_WHEN_SET.items():  # keys of runs stored before these fields stay valid
+            if knobs.get(name_, default) == default:
+                knobs.pop(name_, None)
         blob = json.dumps([name, source, target, backbone, knobs, list(prompts)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]

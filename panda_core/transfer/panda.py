@@ -18,12 +18,17 @@ from .config import KdForm, StudentInit, Teacher, TransferConfig
 
 
 def kd_weight(config: TransferConfig, transferability: float) -> float:
-    """The distillation weight lambda for a predicted transferability T."""
+    """The distillation weight lambda for a predicted transferability T.
+
+    T is clipped to [0, 1] in both forms: a negative T (the source's task
+    embedding points away from the target's) must not give a negative weight,
+    which would push the student away from its teacher; the released code's
+    form used the raw metric."""
     if config.fixed_lambda is not None:
         return config.fixed_lambda
-    t = min(max(transferability, 0.0), 1.0)
+    t = min(max(float(transferability), 0.0), 1.0)
     if KdForm(config.kd_form) is KdForm.CODE:
-        return 0.1 * transferability / config.train.batch_size
+        return 0.1 * t / config.train.batch_size
     return config.lambda_max * t
 
 
