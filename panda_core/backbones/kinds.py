@@ -16,6 +16,11 @@ The layouts:
 - causal LM: ``<soft x n> Text: ... Answer:``; a class scores the next-token
   logit of its label word at the last position.
 
+Sentence pairs keep their segment ids (``encode_texts``: ``text_a`` is
+segment 0, ``text_b`` segment 1; the prompt rows and any slot token are
+segment 0), and a model whose embeddings use segments gets them
+(``segment_embeddings``; BERT-style encoders do, MPNet does not).
+
 Shapes: ``emb``/``embeds`` (B, L, d), ``mask`` (B, L), ``hidden`` (B, L, d);
 ``start`` is where the prompt's n rows begin.
 """
@@ -96,6 +101,18 @@ class BackboneKind(abc.ABC):
     def text_ids(self, tokenizer: Any, examples: Sequence[Any], budget: int) -> list[list[int]]:
         """Token ids of each example's text (special tokens included), at most `budget` each."""
 
+    def encode_texts(self, tokenizer: Any, examples: Sequence[Any],
+                     budget: int) -> tuple[list[list[int]], list[list[int]] | None]:
+        """`text_ids` and each token's segment (0: text_a, 1: text_b), or None
+        when every token is segment 0 (single texts, or a layout without segments)."""
+        return self.text_ids(tokenizer, examples, budget), None
+
+    def segment_embeddings(self, model: torch.nn.Module) -> torch.nn.Embedding | None:
+        """The model's token-type (segment) embedding table, if its embeddings
+        use segments (BERT-style: yes; MPNet, RoBERTa-style with one type: no)."""
+        table = getattr(getattr(self.trunk_module(model), "embeddings", None), "token_type_embeddings", None)
+        return table if isinstance(table, torch.nn.Embedding) and table.num_embeddings > 1 else None
+
     def verbalizer_text(self, word: str) -> str:
         """How a label word is written before taking its first sub-token."""
         return " " + word  # a leading space for BPE vocabularies
@@ -150,6 +167,16 @@ def _hidden(out: Any) -> torch.Tensor:
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
+def _segments_after_sep(ids: Sequence[int], sep_id: int | None) -> list[int]:
+    """0 up to and including the first run of separators, 1 after it."""
+    if sep_id is None or sep_id not in ids:
+        return [0] * len(ids)
+    first = list(ids).index(sep_id)
+    while first + 1 < len(ids) and ids[first + 1] == sep_id:
+        first += 1
+    return [0] * (first + 1) + [1] * (len(ids) - first - 1)
+
+
 def kind_from_architectures(architectures: Sequence[str] | None) -> str:
     """The kind a model config's `architectures` list names (first claim in
     registration order; `FALLBACK_KIND` when none does)."""
@@ -162,12 +189,23 @@ class _ClsFirst(BackboneKind):
     as (text_a, text_b) pairs with the tokenizer's special tokens."""
 
     def text_ids(self, tokenizer: Any, examples: Sequence[Any], budget: int) -> list[list[int]]:
+        return self.encode_texts(tokenizer, examples, budget)[0]
+
+    def encode_texts(self, tokenizer, examples, budget):
+        """Pairs keep the tokenizer's `token_type_ids` (BERT: ``[CLS] a [SEP]``
+        is 0, ``b [SEP]`` is 1); a tokenizer without them (MPNet) gets the same
+        split from its separators: segment 1 starts at the first token after
+        the first run of separators."""
         a = [ex.text_a for ex in examples]
         b = [ex.text_b for ex in examples] if any(ex.text_b for ex in examples) else None
-        if b is not None:
-            b = [x or "" for x in b]
-            return tokenizer(a, b, truncation="longest_first", max_length=budget)["input_ids"]
-        return tokenizer(a, truncation=True, max_length=budget)["input_ids"]
+        if b is None:
+            return tokenizer(a, truncation=True, max_length=budget)["input_ids"], None
+        out = tokenizer(a, [x or "" for x in b], truncation="longest_first", max_length=budget)
+        ids = out["input_ids"]
+        types = out.get("token_type_ids")
+        if types is None or not any(any(row) for row in types):
+            types = [_segments_after_sep(row, tokenizer.sep_token_id) for row in ids]
+        return ids, [list(t) for t in types]
 
     def slot(self, embedding: torch.nn.Module, tokenizer: Any, bsz: int, device: torch.device) -> torch.Tensor | None:
         """Embeddings (B, k, d) of the tokens placed right after the prompt, if any."""

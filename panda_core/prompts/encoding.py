@@ -1,6 +1,7 @@
 """Tokenised splits and batches.
 
-A split is tokenised once (by its backbone kind's `text_ids`) and kept as one
+A split is tokenised once (by its backbone kind's `encode_texts`, which also
+gives each token of a sentence pair its segment id) and kept as one
 right-padded tensor, so a batch is gathered by indexing and padded to its own
 longest sequence instead of rebuilt row by row. Tokenised splits are shared
 by every scorer of the process (`_ENCODED`).
@@ -29,19 +30,28 @@ class Encoded:
     labels: torch.Tensor
     padded: torch.Tensor | None = None  # (N, longest) long, filled with the pad id
     lengths: torch.Tensor | None = None  # (N,) long
+    #: each token's segment id (0: text_a, 1: text_b) for sentence pairs; None: all 0
+    segments: list[list[int]] | None = None
+    padded_segments: torch.Tensor | None = None  # (N, longest) long, 0 on padding
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def pad(self, pad_id: int) -> None:
-        """Build `padded` and `lengths` once (encode does it)."""
+        """Build `padded`, `lengths` (and `padded_segments`) once (encode does it)."""
         with torch.inference_mode(False):
             lengths = torch.tensor([len(r) for r in self.ids], dtype=torch.long)
             width = int(lengths.max()) if len(self.ids) else 0
-            padded = torch.full((len(self.ids), width), pad_id, dtype=torch.long)
-            for i, r in enumerate(self.ids):
-                padded[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        self.padded, self.lengths = padded, lengths
+            self.padded = _pad_rows(self.ids, width, pad_id)
+            self.padded_segments = None if self.segments is None else _pad_rows(self.segments, width, 0)
+        self.lengths = lengths
+
+
+def _pad_rows(rows: list[list[int]], width: int, fill: int) -> torch.Tensor:
+    out = torch.full((len(rows), width), fill, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
 
 
 # Tokenised splits shared by every scorer of the process, keyed by the tokenizer,
@@ -61,6 +71,7 @@ class Batch:
     attention_mask: torch.Tensor  # (B, L)
     labels: torch.Tensor  # (B,)
     index: torch.Tensor  # (B,) positions of the examples in their split
+    token_type_ids: torch.Tensor | None = None  # (B, L) segment ids of sentence pairs; None: all 0
 
 
 def encode_examples(tokenizer: Any, kind: BackboneKind, budget: int, pad_id: int,
@@ -71,10 +82,11 @@ def encode_examples(tokenizer: Any, kind: BackboneKind, budget: int, pad_id: int
     enc = _ENCODED.get(content)
     if enc is not None:
         return enc
-    ids = kind.text_ids(tokenizer, examples, budget)
+    ids, segments = kind.encode_texts(tokenizer, examples, budget)
     with torch.inference_mode(False):
         labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
-    enc = Encoded(ids=[list(x) for x in ids], labels=labels)
+    enc = Encoded(ids=[list(x) for x in ids], labels=labels,
+                  segments=None if segments is None else [list(x) for x in segments])
     enc.pad(pad_id)
     if len(_ENCODED) >= _ENCODED_MAX:
         _ENCODED.pop(next(iter(_ENCODED)))
@@ -90,7 +102,8 @@ def collate(enc: Encoded, index: torch.Tensor, pad_id: int, device: torch.device
     width = int(lengths.max())
     ids = enc.padded[index, :width]
     mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).long()
-    return Batch(ids.to(device), mask.to(device), enc.labels[index].to(device), index)
+    types = None if enc.padded_segments is None else enc.padded_segments[index, :width].to(device)
+    return Batch(ids.to(device), mask.to(device), enc.labels[index].to(device), index, types)
 
 
 def batches(enc: Encoded, batch_size: int, gather: Callable[[Encoded, torch.Tensor], Batch],

@@ -100,9 +100,20 @@ class PromptScorer:
 
     # ----------------------------------------------------------------- forward
     def splice(self, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Input embeddings with the prompt inserted; returns (embeds, mask, prompt_start)."""
+        """Input embeddings with the prompt inserted; returns (embeds, mask, prompt_start).
+
+        A sentence pair's segment ids reach a model whose embeddings use them
+        through its own token-type table: ``table[segment] - table[0]`` is added
+        to each text token here, and the model adds ``table[0]`` to every
+        position (it gets no ``token_type_ids``), which is exactly what it does
+        with ``token_type_ids`` given. The prompt rows and any slot token are
+        inserted after this, so they are segment 0, and every caller of
+        splice -> trunk (scoring, ON, the PANDA metric) sees the segments."""
         embedding = self.model.get_input_embeddings()
         emb = embedding(batch.input_ids)
+        table = self.kind_impl.segment_embeddings(self.model)
+        if batch.token_type_ids is not None and table is not None:
+            emb = emb + (table(batch.token_type_ids) - table.weight[0])
         p = prompt.to(emb.dtype)
         p = p.unsqueeze(0).expand(emb.shape[0], -1, -1) if p.dim() == 2 else p
         if p.shape[-1] != emb.shape[-1]:

@@ -201,7 +201,16 @@ def _concat(encs: Sequence[Encoded], pad_id: int) -> Encoded:
     for e in encs:
         padded[start : start + len(e), : e.padded.shape[1]] = e.padded
         start += len(e)
-    return Encoded(ids=ids, labels=labels, padded=padded, lengths=torch.cat([e.lengths for e in encs]))
+    segments = None
+    if any(e.padded_segments is not None for e in encs):  # tasks of single texts are all segment 0
+        segments = torch.zeros_like(padded)
+        start = 0
+        for e in encs:
+            if e.padded_segments is not None:
+                segments[start : start + len(e), : e.padded_segments.shape[1]] = e.padded_segments
+            start += len(e)
+    return Encoded(ids=ids, labels=labels, padded=padded, lengths=torch.cat([e.lengths for e in encs]),
+                   padded_segments=segments)
 
 
 class Routing:
