@@ -79,6 +79,23 @@ def test_train_reports_the_design_fields(two_prompts):
         assert key in a
     assert a["backbone"] == "minilm" and a["steps"] == 6
     assert store.load_prompt(a["prompt_id"]).length == 4
+    _assert_interval_and_baseline(a, "yelp_uci")
+
+
+def _assert_interval_and_baseline(result: dict, task: str) -> None:
+    """test_acc carries its Wilson interval, the majority baseline and the scored items (the first n_test)."""
+    from collections import Counter
+
+    from panda_core.data import load_split
+    from panda_core.stats import decode_items, wilson_interval
+
+    items = decode_items(result["test_correct"])
+    assert len(items) == result["n_test"] == 48  # --test-limit
+    assert result["test_acc"] == pytest.approx(items.mean(), abs=1e-4)
+    low, high = result["test_acc_ci"]
+    assert low <= result["test_acc"] <= high and (low, high) == pytest.approx(wilson_interval(int(items.sum()), 48), abs=1e-4)
+    labels = [ex.label for ex in load_split(task, "test")[:48]]
+    assert result["majority_test_acc"] == pytest.approx(max(Counter(labels).values()) / 48, abs=1e-4)
 
 
 @pytest.mark.parametrize("method", ["zero-shot", "pt", "pot", "panda", "model-tuning"])
@@ -89,6 +106,7 @@ def test_every_transfer_method_runs_and_is_recorded(two_prompts, capsys, method)
     assert out["method"] == method and 0.0 <= out["test_acc"] <= 1.0
     run = store.get_run(out["run_id"])
     assert run["status"] == "done" and run["result"]["test_acc"] == out["test_acc"]
+    _assert_interval_and_baseline(out, "yelp_uci")
     if method == "panda":
         assert 0.0 <= out["kd_weight"] <= 1.0 and out["transferability"] is not None
     if method not in ("zero-shot",):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import store
 from ..training.config import DEFAULT_TOKEN_BUDGET
+from .accuracy import accuracy_summary
 from .lifecycle import recorded
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def train_prompt(
             "test_acc": round(result.test_acc, 4), "steps": result.steps,
             "seconds": round(result.seconds, 1), "best_step": result.best_step,
             "trainable_params": result.trainable_params, "dev_curve": result.dev_curve,
-        }
+        } | accuracy_summary(task, result.test_correct)
         run.done(out, prompt_id=prompt_id)
     return out
 
@@ -115,7 +116,7 @@ def train_prompts(
                 "test_acc": round(r.test_acc, 4), "steps": r.steps, "seconds": round(r.seconds, 1),
                 "best_step": r.best_step, "trainable_params": r.trainable_params, "dev_curve": r.dev_curve,
                 "batched_with": tasks,
-            }
+            } | accuracy_summary(t, r.test_correct)
             run.done(row, prompt_id=prompt_id)
             out.append(row)
     return out

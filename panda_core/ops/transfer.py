@@ -22,6 +22,7 @@ from ..errors import PandaError
 from ..prompts import SoftPrompt
 from ..transfer.base import METHODS, Need, Sources, TransferContext, TransferMethod
 from ..transfer.config import TransferConfig
+from .accuracy import accuracy_summary
 from .lifecycle import recorded
 
 SourceArg = str | Sequence[str] | None
@@ -192,6 +193,8 @@ def execute(plan: TransferPlan, bb, progress: Callable[[dict], None] | None = No
             result.prompt_id = store.save_prompt(result.prompt)
         out = {"run_id": run.id, "method": m.name, "source": plan.source, "target": plan.target,
                "backbone": bb.name} | result.to_dict()
+        if result.test_correct is not None:
+            out |= accuracy_summary(plan.target, result.test_correct)
         run.done(out, prompt_id=result.prompt_id)
     return out
 

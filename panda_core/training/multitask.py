@@ -55,7 +55,11 @@ def build_slots(backbone, tasks: Sequence[str], config: TrainConfig,
     for name in tasks:
         task = get_task(name)
         train_ex, dev_ex, test_ex = task_splits(name)
-        scorer = PromptScorer(backbone, task, config.prompt_length, config.max_length, config.temperature)
+        scorer = PromptScorer(backbone, task, config.prompt_length, config.max_length, config.temperature,
+                              readout=config.readout)
+        if scorer.readout.has_params:
+            raise PandaError(f"batched training covers prompt-only readouts; '{scorer.readout.name}' trains "
+                             "parameters of its own: use `train`")
         init = (inits or {}).get(name)
         if init is None:
             init = init_prompt(backbone.embeddings(), config.prompt_length, config.init, seed=config.seed)
@@ -112,12 +116,13 @@ def train_multitask(
     seconds = trainer.seconds()
     out = {}
     for s, m in zip(slots, members, strict=True):
-        test_acc = s.scorer.accuracy(s.scorer.encode(s.test_examples), m.best["prompt"], None,
-                                     limit=config.test_limit)
+        test_correct = s.scorer.correct_items(s.scorer.encode(s.test_examples), m.best["prompt"], None,
+                                              limit=config.test_limit)
+        test_acc = float(test_correct.float().mean()) if len(test_correct) else 0.0
         out[s.name] = TrainResult(
             prompt=m.best["prompt"].cpu(), head=None, best_dev=m.best_dev, best_step=m.best_step,
             test_acc=test_acc, dev_curve=m.curve, steps=steps, seconds=seconds,
-            trainable_params=s.prompt.numel(), stopped_early=m.stopped,
+            trainable_params=s.prompt.numel(), stopped_early=m.stopped, test_correct=test_correct,
         )
     trainer.finish()
     return out

@@ -97,6 +97,7 @@ class TransferResult:
     transferability: float | None = None
     prompt: SoftPrompt | None = None
     prompt_id: str | None = None
+    test_correct: Any = None  # (N,) bool per test item; `ops` adds the interval and baseline from it
 
     def to_dict(self) -> dict:
         if self.trained is None:
@@ -179,7 +180,7 @@ class TransferMethod:
             )
         return TransferResult(test_acc=result.test_acc, seconds=result.seconds, dev_curve=result.dev_curve,
                               kd_weight=kd_weight, source_prompt=ctx.source_prompt_id, trained=result,
-                              transferability=transferability, prompt=prompt)
+                              transferability=transferability, prompt=prompt, test_correct=result.test_correct)
 
 
 METHODS: Registry[TransferMethod] = Registry("transfer method")

@@ -21,8 +21,10 @@ class ZeroShot(TransferMethod):
     def run(self, ctx: TransferContext) -> TransferResult:
         cfg, src = ctx.config.train, ctx.source_prompt
         t0 = time.perf_counter()
-        from ..training import evaluate
+        from ..training import evaluate_items
 
-        acc = evaluate(ctx.backbone, ctx.target, src.tensor, "test", head=None, limit=cfg.test_limit,
-                       max_length=cfg.max_length, temperature=cfg.temperature)
-        return TransferResult(test_acc=acc, seconds=time.perf_counter() - t0, source_prompt=ctx.source_prompt_id)
+        correct = evaluate_items(ctx.backbone, ctx.target, src.tensor, "test", head=None, limit=cfg.test_limit,
+                                 max_length=cfg.max_length, temperature=cfg.temperature)
+        acc = float(correct.float().mean()) if len(correct) else 0.0
+        return TransferResult(test_acc=acc, seconds=time.perf_counter() - t0, source_prompt=ctx.source_prompt_id,
+                              test_correct=correct)
