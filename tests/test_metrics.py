@@ -154,15 +154,45 @@ def test_on_layer_window_per_layer_view_cache_and_progress(tiny):
     prompts = random_prompts(3, 4, tiny.hidden_size, backbone=tiny.name)
     on = INDICATORS.get("on")
     cache, seen = {}, []
-    per_layer = on.per_layer(prompts, IndicatorContext.of(tiny, cache=cache))
-    assert per_layer.shape == (tiny.num_layers, 3, 3) and len(cache) == 3
+    per_layer = on.per_layer(prompts, IndicatorContext.of(tiny, cache=cache, options={"n_inputs": 4}))
+    assert per_layer.shape == (tiny.num_layers, 3, 3) and len(cache) == 9  # each prompt on each target's inputs
     for layer in range(tiny.num_layers):
-        ctx = IndicatorContext.of(tiny, options={"layers": (layer, layer + 1)}, cache=cache,
+        ctx = IndicatorContext.of(tiny, options={"layers": (layer, layer + 1), "n_inputs": 4}, cache=cache,
                                   progress=lambda d, t: seen.append((d, t)))
         assert np.allclose(on.matrix(prompts, ctx), per_layer[layer])
-    assert seen[:3] == [(1, 3), (2, 3), (3, 3)]
+    assert len(cache) == 9 and seen[:3] == [(1, 9), (2, 9), (3, 9)]
+    alone = on.per_layer(prompts, IndicatorContext.of(tiny, cache=cache, options={"inputs": "prompt_alone"}))
+    assert alone.shape == per_layer.shape and len(cache) == 12
     with pytest.raises(PandaError, match="layer window"):
-        on.matrix(prompts, IndicatorContext.of(tiny, options={"layers": (0, 99)}))
+        on.matrix(prompts, IndicatorContext.of(tiny, options={"layers": (0, 99), "n_inputs": 4}))
+    with pytest.raises(PandaError, match="unknown ON inputs"):
+        on.matrix(prompts, IndicatorContext.of(tiny, options={"inputs": "nowhere"}))
+
+
+def test_on_reads_the_readout_positions_on_the_targets_inputs(tiny, monkeypatch):
+    """ON's entry [s, t] compares s and t on t's dev inputs, read at exactly the
+    positions the scorer's readout reads (the prompt-alone probe is an option)."""
+    from panda_core.prompts import PromptScorer
+
+    prompts = random_prompts(2, 4, tiny.hidden_size, backbone=tiny.name, seed=3)
+    read = []
+    real = PromptScorer.readout_positions
+
+    def spy(self, mask, start, n):
+        positions = real(self, mask, start, n)
+        read.append((self.task.name, positions.clone()))
+        return positions
+
+    monkeypatch.setattr(PromptScorer, "readout_positions", spy)
+    M = INDICATORS.get("on").matrix(prompts, IndicatorContext.of(tiny, options={"n_inputs": 4}))
+    assert {task for task, _ in read} == {TASKS[0], TASKS[1]}  # every pair on the target's inputs
+    monkeypatch.setattr(PromptScorer, "readout_positions", real)
+    ref = [[_reference_readout_frequency(tiny, p.tensor, t, 4).reshape(-1) for t in TASKS[:2]] for p in prompts]
+    for s, t in ((0, 1), (1, 0)):
+        expected = stimulation.binary_cosine(torch.stack([ref[s][t], ref[t][t]]))[0, 1]
+        assert M[s, t] == pytest.approx(float(expected), abs=1e-6)
+    alone = INDICATORS.get("on").matrix(prompts, IndicatorContext.of(tiny, options={"inputs": "prompt_alone"}))
+    assert not np.allclose(alone, M)
 
 
 # ---------------------------------------------------------- on_inputs
@@ -217,9 +247,9 @@ def test_on_inputs_on_an_encoder_reads_every_text_token():
 
     bb = get_backbone("minilm")
     _check_on_inputs(bb, n_inputs=2)
-    # ... which is not the [CLS] probe of ON-with-inputs
+    # ... which is not the prompt-alone probe
     prompt = random_prompts(1, 4, bb.hidden_size, seed=1)[0].tensor
-    probe = stimulation.ffn_activations(bb, prompt, stimulation.OnOptions(with_inputs=TASKS[0], n_inputs=2))
+    probe = stimulation.ffn_activations(bb, prompt)  # Su et al.'s prompt-alone probe
     from panda_core.indicators.on_inputs import readout_activations
 
     assert not torch.allclose(probe, readout_activations(bb, prompt, TASKS[0], 2))

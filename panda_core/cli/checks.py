@@ -65,6 +65,38 @@ def transfer_config(args: argparse.Namespace):
                           from_source=bool(getattr(args, "from_source", False)))
 
 
+def indicator_options(metric: str, pairs: list[str]) -> dict[str, Any]:
+    """`--option NAME=VALUE` pairs as typed values of options the indicator
+    declares: a choice among its `choices`, true/false for a boolean, an
+    integer >= 1 for an integer; `layers` and `n_inputs` have their own flags."""
+    from ..indicators import INDICATORS
+
+    declared = {o.name: o for o in INDICATORS.get(metric).options if o.name not in ("layers", "n_inputs")}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = str(pair).partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or key not in declared:
+            names = ", ".join(declared) or "none"
+            raise PandaError(f"--option {pair!r}: use NAME=VALUE with a NAME that indicator '{metric}' declares "
+                             f"({names})")
+        opt = declared[key]
+        if opt.choices:
+            if raw not in opt.choices:
+                raise PandaError(f"--option {key}: {raw!r} is not one of {', '.join(map(str, opt.choices))}")
+            value: Any = raw
+        elif isinstance(opt.default, bool):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise PandaError(f"--option {key}: {raw!r} is not true or false")
+            value = raw.lower() in ("true", "1", "yes")
+        elif isinstance(opt.default, int):
+            value = count(int(raw) if raw.lstrip("-").isdigit() else raw, f"--option {key}")
+        else:
+            value = raw
+        out[key] = value
+    return out
+
+
 def task(value: Any, *, available: bool = False):
     """The `TaskSpec` of a known task; with `available`, one whose data can be read now."""
     from ..data import TASK_SOURCES, get_task

@@ -28,6 +28,9 @@ def _similarity_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--prompt-len", type=int, default=20)
     sp.add_argument("--layers", help="ON layer window start:end (end exclusive)")
     sp.add_argument("--n-inputs", type=int, default=32, help="target inputs for the PANDA metric")
+    sp.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="another option the indicator declares (e.g. inputs=prompt_alone for on, delta=true); "
+                         "repeatable")
     add_check(sp)
 
 
@@ -40,6 +43,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
     metric = metric_choices().resolve(args.metric)
     bb = checks.backbone(args.backbone)
     window = checks.layer_window(args.layers, bb)
+    extra = checks.indicator_options(metric, args.option)
 
     def plan() -> dict:
         from ..indicators import INDICATORS
@@ -49,7 +53,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
         prompts = task_prompts(bb["name"], tasks, length)
         ind = INDICATORS.get(metric)
         accepted = {o.name for o in ind.options}
-        options = {k: v for k, v in (("layers", window), ("n_inputs", n_inputs)) if k in accepted}
+        options = {k: v for k, v in (("layers", window), ("n_inputs", n_inputs)) if k in accepted} | extra
         return {"command": "similarity", "metric": metric, "label": ind.label, "family": ind.family,
                 "needs_backbone": ind.needs_backbone, "backbone": bb, "prompt_length": length,
                 "tasks": [p.task for p in prompts], "prompt_ids": [p.prompt_id for p in prompts],
@@ -59,7 +63,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
         from ..indicators.similarity import similarity_table
 
         return similarity_table(metric, args.backbone, tasks, prompt_length=length, layers=window,
-                                n_inputs=n_inputs)
+                                n_inputs=n_inputs, options=extra)
 
     return Prepared(plan, run)
 

@@ -37,6 +37,7 @@ class Option:
     name: str
     default: Any
     help: str
+    choices: tuple[Any, ...] = ()  # the allowed values, when the option is a choice
 
 
 @dataclass

@@ -1,15 +1,20 @@
 """Model stimulation similarity, ON (Su et al.; METHODS.md section 4): the
 overlap of the FFN neurons two prompts activate in the frozen backbone.
 
-Each prompt drives the backbone once; every layer's first FFN linear output is
-read at one position and binarised at 0; ON(P1, P2) is the cosine of the
-binary vectors, |A1 n A2| / sqrt(|A1| |A2|), over all layers or a window of
-layers (the per-layer view). Su et al. feed the prompt alone with a `<mask>`
-(the default); `with_inputs` instead averages the activation frequency over a
-task's inputs, read at `[CLS]` / `<mask>` / the last position.
+Every layer's first FFN linear output is binarised at 0 and read; ON(P1, P2)
+is the cosine of the (frequency) vectors, |A1 n A2| / sqrt(|A1| |A2|), over
+all layers or a window of layers (the per-layer view).
+
+Su et al. read `<mask>` because that is where their MLM readout reads: ON
+should read where the prompt was trained to act. So by default
+(`inputs="target"`) entry [s, t] drives the backbone with prompt s and with
+prompt t on target t's first `n_inputs` dev inputs and compares the
+activation frequencies at the positions the readout reads
+(`PromptScorer.readout_positions`). Su et al.'s prompt-alone probe (no text,
+read at `<mask>` / the last position) stays as `inputs="prompt_alone"`.
 
 The capture machinery here (`ffn_capture`, `task_input_activations`,
-`activation_rows`) is shared with other activation indicators (`on_inputs`).
+`activation_rows`) is shared with `on_inputs` (each prompt on its own task).
 """
 
 from __future__ import annotations
@@ -42,14 +47,27 @@ torch = lazy_module("torch")
 Reader = Callable[[Any, "torch.Tensor", "torch.Tensor", int, int], "torch.Tensor"]
 
 
+#: where ON's inputs come from (the `inputs` option)
+ON_INPUTS = ("target", "prompt_alone")
+
+
 @dataclass
 class OnOptions:
-    """Where ON reads the FFN: the `<mask>` (or last, causal) position of the
-    prompt alone (Su et al.), or averaged over task inputs; which layers."""
+    """Where ON reads the FFN, and which layers.
+
+    `inputs`: "target" (default) drives the backbone with each prompt on the
+    target task's dev inputs and reads the positions the readout reads, so
+    entry [s, t] compares s and t on t's inputs where t's prompt was trained
+    to act; "prompt_alone" is Su et al.'s probe (the prompt with no text, read
+    at `<mask>` / the last position), kept for comparison."""
 
     layers: tuple[int, int] | None = None  # [start, end) window; None = all layers
-    with_inputs: str | None = None  # task whose inputs are averaged over (choice)
+    inputs: str = "target"
     n_inputs: int = 32
+
+    def __post_init__(self) -> None:
+        if self.inputs not in ON_INPUTS:
+            raise PandaError(f"unknown ON inputs {self.inputs!r}; choose from {', '.join(ON_INPUTS)}")
 
 
 def binary_cosine(A: torch.Tensor) -> torch.Tensor:
@@ -138,14 +156,10 @@ def overlap_matrix(rows: list[torch.Tensor], layers: tuple[int, int] | None) -> 
 
 # ----------------------------------------------------------------- ON
 @inference_mode
-def ffn_activations(backbone, prompt: torch.Tensor, options: OnOptions | None = None) -> torch.Tensor:
-    """Binarised FFN activations (num_layers, ffn_size) of the frozen backbone
-    driven by `prompt`, read at the `<mask>` position (the last position for a
-    causal LM). With `options.with_inputs`, the activation *frequency* over
-    that task's inputs is returned instead."""
-    options = options or OnOptions()
-    if options.with_inputs:
-        return task_input_activations(backbone, prompt, options.with_inputs, options.n_inputs, _probe_position)
+def ffn_activations(backbone, prompt: torch.Tensor) -> torch.Tensor:
+    """Su et al.'s probe: binarised FFN activations (num_layers, ffn_size) of
+    the frozen backbone driven by the prompt alone, read at the `<mask>`
+    position (the last position for a causal LM)."""
     with ffn_capture(backbone) as captured:
         kind = backbone.kind_impl
         embeds, position = kind.prompt_alone(backbone, prompt.to(backbone.device))
@@ -155,36 +169,71 @@ def ffn_activations(backbone, prompt: torch.Tensor, options: OnOptions | None = 
     return acts.float().cpu()
 
 
-def _probe_position(scorer, acts: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
-    """ON-with-inputs reads one position per input, the kind's ON position:
-    `[CLS]` on encoders, `<mask>` on masked LMs, the last token on causal LMs."""
-    return acts[torch.arange(mask.shape[0], device=mask.device), scorer.readout_positions(mask, start, n)]
-
-
-def on_activations(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], options: OnOptions | None = None,
-                   cache: dict | None = None, progress: Progress | None = None) -> list[torch.Tensor]:
-    """One (num_layers, ffn_size) activation tensor per prompt (cached by prompt id)."""
-    options = options or OnOptions()
-    key = (options.with_inputs, options.n_inputs if options.with_inputs else None)
-    return activation_rows(prompts, lambda _i, t: ffn_activations(backbone, t, options), lambda _i: key,
+def on_activations(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], cache: dict | None = None,
+                   progress: Progress | None = None) -> list[torch.Tensor]:
+    """The prompt-alone activations, one (num_layers, ffn_size) per prompt (cached by prompt id)."""
+    return activation_rows(prompts, lambda _i, t: ffn_activations(backbone, t), lambda _i: ("alone",),
                            cache, progress)
 
 
+def on_target_activations(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], tasks: Sequence[str],
+                          n_inputs: int, cache: dict | None = None,
+                          progress: Progress | None = None) -> list[list[torch.Tensor]]:
+    """rows[s][t]: prompt s's activation frequency at the readout over target t's
+    first `n_inputs` dev inputs (K x K forwards; cached by prompt id, shared
+    with `on_inputs`, whose rows are the diagonal)."""
+    from .on_inputs import readout_activations
+
+    k = len(prompts)
+    rows: list[list[torch.Tensor]] = []
+    for t, target in enumerate(tasks):
+        column = activation_rows(prompts, lambda _i, p, target=target: readout_activations(backbone, p, target, n_inputs),
+                                 lambda _i, target=target: (("readout", target), n_inputs), cache,
+                                 (lambda d, _n, t=t: progress(t * k + d, k * k)) if progress else None)
+        rows.append(column)
+    return [[rows[t][s] for t in range(k)] for s in range(k)]  # [source][target]
+
+
+def target_overlap(rows: list[list[torch.Tensor]], layers: tuple[int, int] | None) -> torch.Tensor:
+    """M[s, t] = cosine of s's and t's activations on t's inputs (flattened over the window)."""
+    k = len(rows)
+    out = torch.ones(k, k, dtype=torch.float64)
+    for s in range(k):
+        for t in range(k):
+            if s != t:
+                pair = torch.stack([layer_window(rows[s][t], layers).reshape(-1),
+                                    layer_window(rows[t][t], layers).reshape(-1)])
+                out[s, t] = binary_cosine(pair)[0, 1]
+    return out
+
+
 def on_matrix(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], options: OnOptions | None = None,
-              cache: dict | None = None, progress: Progress | None = None) -> torch.Tensor:
-    """ON over K prompts: one forward per prompt (activations cached by prompt
-    id when `cache` is given), then one matrix product."""
+              cache: dict | None = None, progress: Progress | None = None,
+              tasks: Sequence[str] | None = None) -> torch.Tensor:
+    """ON over K prompts (the target tasks' names are needed for inputs="target")."""
     options = options or OnOptions()
     stack_prompts(prompts)
-    return overlap_matrix(on_activations(backbone, prompts, options, cache, progress), options.layers)
+    if options.inputs == "prompt_alone":
+        return overlap_matrix(on_activations(backbone, prompts, cache, progress), options.layers)
+    if tasks is None:
+        raise PandaError("ON on target inputs needs the task of every prompt")
+    rows = on_target_activations(backbone, prompts, tasks, options.n_inputs, cache, progress)
+    return target_overlap(rows, options.layers)
 
 
 def on_per_layer(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], options: OnOptions | None = None,
-                 cache: dict | None = None) -> torch.Tensor:
+                 cache: dict | None = None, tasks: Sequence[str] | None = None) -> torch.Tensor:
     """ON of each layer on its own: (num_layers, K, K), from the same cached activations."""
+    options = options or OnOptions()
     stack_prompts(prompts)
-    acts = torch.stack(on_activations(backbone, prompts, options, cache), 1)  # (L, K, F)
-    return torch.stack([binary_cosine(layer) for layer in acts])
+    if options.inputs == "prompt_alone":
+        acts = torch.stack(on_activations(backbone, prompts, cache), 1)  # (L, K, F)
+        return torch.stack([binary_cosine(layer) for layer in acts])
+    if tasks is None:
+        raise PandaError("ON on target inputs needs the task of every prompt")
+    rows = on_target_activations(backbone, prompts, tasks, options.n_inputs, cache)
+    n_layers = rows[0][0].shape[0]
+    return torch.stack([target_overlap(rows, (layer, layer + 1)) for layer in range(n_layers)])
 
 
 @INDICATORS.add
@@ -193,18 +242,26 @@ class OnIndicator(Indicator):
     label = "ON: overlap of activated neurons"
     family = "model"
     needs_backbone = True
+    symmetric = False
     options = (
         Option("layers", None, "layer window (start, end), end exclusive; None = every layer"),
-        Option("with_inputs", None, "average over this task's inputs instead of the prompt alone"),
-        Option("n_inputs", 32, "task inputs averaged over with `with_inputs`"),
+        Option("inputs", "target", "what drives the backbone: target (each pair on the target's inputs, "
+                                   "read at the readout) or prompt_alone (Su et al.'s probe)", choices=ON_INPUTS),
+        Option("n_inputs", 32, "target inputs averaged over"),
     )
 
     def on_options(self, ctx: IndicatorContext) -> OnOptions:
         return OnOptions(**{o.name: self.option(ctx, o.name) for o in self.options})
 
+    def _tasks(self, prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext,
+               options: OnOptions) -> list[str] | None:
+        return ctx.task_names(prompts) if options.inputs == "target" else None
+
     def compute(self, prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext) -> torch.Tensor:
-        return on_matrix(ctx.backbone, prompts, self.on_options(ctx), ctx.cache, ctx.progress)
+        options = self.on_options(ctx)
+        return on_matrix(ctx.backbone, prompts, options, ctx.cache, ctx.progress, self._tasks(prompts, ctx, options))
 
     def per_layer(self, prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext) -> np.ndarray:
         """The per-layer view: (num_layers, K, K), layer l's ON matrix."""
-        return on_per_layer(ctx.backbone, prompts, self.on_options(ctx), ctx.cache).numpy()
+        options = self.on_options(ctx)
+        return on_per_layer(ctx.backbone, prompts, options, ctx.cache, self._tasks(prompts, ctx, options)).numpy()
