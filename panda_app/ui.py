@@ -244,7 +244,8 @@ def layer_window(key: str, label: str = "Layers") -> tuple[int, int] | None:
 
 
 def _has_input(opt: Any) -> bool:
-    return opt.name == "layers" or (isinstance(opt.default, int) and not isinstance(opt.default, bool))
+    """A layer window, a choice, a yes/no or a number gets an input; other options keep their defaults."""
+    return opt.name == "layers" or bool(getattr(opt, "choices", ())) or isinstance(opt.default, (bool, int))
 
 
 def _applies(opt: Any, options: Sequence[Any]) -> bool:
@@ -256,8 +257,9 @@ def _applies(opt: Any, options: Sequence[Any]) -> bool:
 
 def indicator_options(names: Sequence[str], key: str) -> dict[str, Any]:
     """Inputs for the options the chosen indicators declare (`Indicator.options`),
-    one input per option name: a layer window for `layers`, a number for integer
-    options; other options keep their defaults. Returns {option: value}."""
+    one input per option name: a layer window for `layers`, a select box for
+    a choice, a checkbox for a yes/no, a number for integer options; other
+    options keep their defaults. Returns {option: value}."""
     declared: dict[str, tuple[Any, list[str]]] = {}
     for name in dict.fromkeys(names):
         options = INDICATORS.get(name).options
@@ -267,11 +269,16 @@ def indicator_options(names: Sequence[str], key: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, (opt, users) in declared.items():
         who = ", ".join(users)
+        label = f"{opt.help[:1].upper()}{opt.help[1:]} ({who})"
         if name == "layers":
             values[name] = layer_window(key, f"Layers read by {who}")
+        elif getattr(opt, "choices", ()):
+            values[name] = st.selectbox(label, list(opt.choices), index=list(opt.choices).index(opt.default),
+                                        key=f"{key}_{name}")
+        elif isinstance(opt.default, bool):
+            values[name] = st.checkbox(label, value=opt.default, key=f"{key}_{name}")
         else:
-            values[name] = int(st.number_input(f"{opt.help[:1].upper()}{opt.help[1:]} ({who})", 1,
-                                               max(256, 8 * opt.default), opt.default, key=f"{key}_{name}"))
+            values[name] = int(st.number_input(label, 1, max(256, 8 * opt.default), opt.default, key=f"{key}_{name}"))
     return values
 
 

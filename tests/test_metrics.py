@@ -379,3 +379,41 @@ def test_similarity_table_serves_the_new_indicator_from_the_registry_alone(priva
     assert table["prompt_ids"] == [ids[t] for t in table["tasks"]]
     M = np.array(table["matrix"])
     assert M.shape == (3, 3) and np.allclose(M, M.T) and np.allclose(np.diag(M), 1.0)
+
+
+# ------------------------------------------------ per-task seeds and delta P
+def test_each_tasks_fresh_prompt_has_its_own_reproducible_seed():
+    from panda_core.prompts import task_seed
+
+    seeds = {t: task_seed(t, 0) for t in TASKS}
+    assert len(set(seeds.values())) == len(TASKS)  # no shared starting point
+    assert seeds == {t: task_seed(t, 0) for t in TASKS} and task_seed(TASKS[0], 1) != seeds[TASKS[0]]
+    assert all(0 <= s < 2**63 for s in seeds.values())
+
+
+@pytest.mark.parametrize("name", ["e_concat", "e_avg", "c_concat", "c_avg", "spot"])
+def test_delta_p_compares_what_training_moved(name, tiny):
+    from panda_core.indicators.embedding import EMBEDDING_FUNCS
+    from panda_core.prompts import init_prompt, task_seed
+
+    g = torch.Generator().manual_seed(5)
+    prompts, moves = [], []
+    for i, task in enumerate(TASKS):
+        seed = task_seed(task, 0)
+        start = init_prompt(tiny.embeddings(), 4, "vocab", seed=seed)
+        move = torch.randn(4, tiny.hidden_size, generator=g) * 0.1
+        prompts.append(SoftPrompt(tensor=start + move, backbone=tiny.name, task=task, prompt_id=f"d{i}",
+                                  extra={"config": {"init": "vocab"}, "init_seed": seed}))
+        moves.append(move)
+    ind = INDICATORS.get(name)
+    got = ind.matrix(prompts, IndicatorContext.of(tiny, options={"delta": True}))
+    assert np.allclose(got, EMBEDDING_FUNCS[name](torch.stack(moves)).numpy(), atol=1e-5)
+    assert not np.allclose(got, ind.matrix(prompts, IndicatorContext.of(tiny)))
+    legacy = SoftPrompt(tensor=prompts[0].tensor, backbone=tiny.name, task="x", seed=0,
+                        extra={"config": {"init": "vocab"}})  # saved before per-task seeds: started from `seed`
+    from panda_core.prompts import recorded_init
+
+    assert recorded_init(legacy) == ("vocab", 0)
+    with pytest.raises(PandaError, match="records no initialisation"):
+        ind.matrix([prompts[0], SoftPrompt(tensor=prompts[1].tensor, backbone=tiny.name, task="y")],
+                   IndicatorContext.of(tiny, options={"delta": True}))

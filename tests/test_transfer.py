@@ -80,6 +80,10 @@ def test_train_reports_the_design_fields(two_prompts):
     assert a["backbone"] == "minilm" and a["steps"] == 6
     assert store.load_prompt(a["prompt_id"]).length == 4
     _assert_interval_and_baseline(a, "yelp_uci")
+    from panda_core.prompts import task_seed
+
+    seeds = [store.load_prompt(p["prompt_id"]).extra["init_seed"] for p in two_prompts]
+    assert seeds == [task_seed(t, 0) for t in ("yelp_uci", "amazon_uci", "bbc")]  # one start per task
 
 
 def _assert_interval_and_baseline(result: dict, task: str) -> None:
@@ -400,7 +404,7 @@ def test_kd_weight_is_never_negative_and_clipped_in_both_forms(form, transferabi
 def test_model_tuning_reads_no_source_and_starts_from_pts_fresh_prompt(two_prompts, monkeypatch):
     from panda_core.backbones import get_backbone
     from panda_core.ops import plan_transfer
-    from panda_core.prompts import init_prompt
+    from panda_core.prompts import init_prompt, task_seed
     from panda_core.transfer.base import TransferContext
 
     cfg = TransferConfig(train=TrainConfig(prompt_length=4, steps=1))
@@ -416,7 +420,7 @@ def test_model_tuning_reads_no_source_and_starts_from_pts_fresh_prompt(two_promp
     monkeypatch.setattr(TransferMethod, "train_target", lambda self, ctx, init, **kw: seen.append(init))
     bb = get_backbone("minilm")
     src = store.load_prompt(two_prompts[1]["prompt_id"])
-    fresh = init_prompt(bb.embeddings(), 4, cfg.train.init, seed=cfg.train.seed)
+    fresh = init_prompt(bb.embeddings(), 4, cfg.train.init, seed=task_seed("yelp_uci", cfg.train.seed))
     for sources in ((), (src,)):  # a source handed in by mistake changes nothing
         METHODS.get("model-tuning").run(TransferContext(bb, "yelp_uci", cfg, source_prompts=sources))
     METHODS.get("model-tuning").run(TransferContext(bb, "yelp_uci", asked, source_prompts=(src,)))

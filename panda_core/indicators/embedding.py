@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ..errors import PandaError
 from ..lazy import lazy_module
-from ..prompts import SoftPrompt
-from .base import INDICATORS, Indicator, IndicatorContext, stack_prompts
+from ..prompts import SoftPrompt, initial_tensor
+from .base import INDICATORS, Indicator, IndicatorContext, Option, stack_prompts
 
 torch = lazy_module("torch")
 F = lazy_module("torch.nn.functional")
@@ -49,16 +50,33 @@ def spot(P: torch.Tensor) -> torch.Tensor:
 
 
 class EmbeddingIndicator(Indicator):
-    """An indicator computed from the stacked prompt tensors by `fn`."""
+    """An indicator computed from the stacked prompt tensors by `fn`.
+
+    With ``delta`` it compares what training moved, P - P_init (each PT
+    prompt's exact initialisation, rebuilt from its recorded init method and
+    seed; this reads the backbone's embedding table), instead of the prompts
+    themselves, whose shared vocabulary-sampled start would otherwise weigh in."""
 
     family = "embedding"
     needs_backbone = False
+    options = (Option("delta", False, "compare each prompt minus its initialisation (delta P)"),)
 
     def __init__(self, name: str, label: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.name, self.label, self.fn = name, label, fn  # type: ignore[misc]
 
     def compute(self, prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext) -> torch.Tensor:
-        return self.fn(stack_prompts(prompts))
+        stacked = stack_prompts(prompts)
+        if self.option(ctx, "delta"):
+            stacked = stacked - initial_tensors(prompts, ctx)
+        return self.fn(stacked)
+
+
+def initial_tensors(prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext) -> torch.Tensor:
+    """(K, n, d): the initialisation of each stored PT prompt."""
+    if not all(isinstance(p, SoftPrompt) for p in prompts):
+        raise PandaError("delta P needs stored prompts (their recorded initialisation), not bare tensors")
+    embeddings = ctx.backbone.embeddings()
+    return torch.stack([initial_tensor(p, embeddings) for p in prompts])
 
 
 for _name, _label, _fn in (

@@ -38,14 +38,15 @@ def train_prompt(
     "dev_curve", ...}."""
     from ..backbones import get_backbone
     from ..data import get_task
-    from ..prompts import SoftPrompt, init_prompt
+    from ..prompts import SoftPrompt, init_prompt, task_seed
     from ..training import TrainConfig, evaluate, train
 
     config = config or TrainConfig()
     get_task(task)  # fail fast on an unknown task, before a run is recorded
     bb = get_backbone(backbone)
     with recorded("train", "pt", task, bb.name, config.to_dict(), run_id=run_id) as run:
-        init = init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=config.seed)
+        init_seed = task_seed(task, config.seed)
+        init = init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=init_seed)
         init_acc = evaluate(bb, task, init, "test", limit=config.test_limit,
                             max_length=config.max_length, temperature=config.temperature)
         result = train(bb, task, replace(config), init=init, progress=progress, should_stop=should_stop,
@@ -54,7 +55,7 @@ def train_prompt(
             tensor=result.prompt, backbone=bb.name, task=task, method="pt", seed=config.seed,
             steps=result.steps, head=result.head,
             scores={"init_test_acc": init_acc, "dev_acc": result.best_dev, "test_acc": result.test_acc},
-            extra={"config": config.to_dict(), "best_step": result.best_step,
+            extra={"config": config.to_dict(), "best_step": result.best_step, "init_seed": init_seed,
                    "trainable_params": result.trainable_params, "run_id": run.id},
         )
         prompt_id = store.save_prompt(prompt)
@@ -83,7 +84,7 @@ def train_prompts(
     dict per task, in order (the same keys as `train_prompt`)."""
     from ..backbones import get_backbone
     from ..data import get_task
-    from ..prompts import SoftPrompt, init_prompt
+    from ..prompts import SoftPrompt, init_prompt, task_seed
     from ..training import TrainConfig, evaluate, train_multitask
 
     config = config or TrainConfig()
@@ -94,7 +95,8 @@ def train_prompts(
     out = []
     with ExitStack() as stack:
         runs = {t: stack.enter_context(recorded("train", "pt", t, bb.name, config.to_dict())) for t in tasks}
-        inits = {t: init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=config.seed) for t in tasks}
+        inits = {t: init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=task_seed(t, config.seed))
+                 for t in tasks}
         init_acc = {t: evaluate(bb, t, inits[t], "test", limit=config.test_limit, max_length=config.max_length,
                                 temperature=config.temperature) for t in tasks}
         results = train_multitask(
@@ -107,6 +109,7 @@ def train_prompts(
                 tensor=r.prompt, backbone=bb.name, task=t, method="pt", seed=config.seed, steps=r.steps,
                 scores={"init_test_acc": init_acc[t], "dev_acc": r.best_dev, "test_acc": r.test_acc},
                 extra={"config": config.to_dict(), "best_step": r.best_step, "trainable_params": r.trainable_params,
+                       "init_seed": task_seed(t, config.seed),
                        "run_id": run.id, "batched_with": tasks},
             )
             prompt_id = store.save_prompt(prompt)

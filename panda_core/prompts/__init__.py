@@ -22,7 +22,7 @@ from .formats import (
     inspect_safetensors,
     read_prompt_file,
 )
-from .init import PromptInit, init_prompt
+from .init import PromptInit, init_prompt, initial_tensor, recorded_init, task_seed
 from .soft_prompt import SoftPrompt, check_tensor
 
 # name -> submodule, imported on first access (these modules import torch)
@@ -38,7 +38,8 @@ _LAZY = {
 
 __all__ = [
     "ALL_DTYPES", "FLOAT_DTYPES", "MAX_HEADER_BYTES", "MAX_PROMPT_BYTES", "MAX_TENSORS",
-    "PromptInit", "SoftPrompt", "check_tensor", "init_prompt", "inspect_safetensors",
+    "PromptInit", "SoftPrompt", "check_tensor", "init_prompt", "initial_tensor", "inspect_safetensors",
+    "recorded_init", "task_seed",
     "read_prompt_file", "sha256_file", *_LAZY,
 ]
 

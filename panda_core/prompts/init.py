@@ -4,12 +4,15 @@ copy of a source prompt for prompt transfer)."""
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+import hashlib
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PandaError
 
 if TYPE_CHECKING:
     import torch
+
+    from .soft_prompt import SoftPrompt
 
 
 class PromptInit(str, enum.Enum):
@@ -48,3 +51,33 @@ def init_prompt(
     lo, hi = min(1000, vocab // 10), min(6000, vocab)  # skip special/rare ids at the ends
     ids = torch.randint(lo, hi, (length,), generator=gen)
     return weight[ids.to(weight.device)].float().clone()
+
+
+def task_seed(task: str, seed: int) -> int:
+    """The seed of `task`'s fresh prompt under a run's `seed`.
+
+    Derived from the task name, so the PT prompts of different tasks do not
+    share one starting point (with a shared start, embedding indicators partly
+    measure the distance from it); deterministic, so runs stay reproducible."""
+    digest = hashlib.sha256(f"{task}\0{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # in [0, 2^63)
+
+
+def recorded_init(prompt: SoftPrompt) -> tuple[str, int]:
+    """(init method, init seed) a stored PT prompt started from. Prompts saved
+    before per-task seeds record no "init_seed": they started from `seed`."""
+    extra: dict[str, Any] = prompt.extra or {}
+    config = extra.get("config") or {}
+    if "init" not in config:
+        raise PandaError(f"prompt {prompt.prompt_id or prompt.task!r} records no initialisation "
+                         "(imported, or not trained by `train`): the change from the initialisation needs it")
+    how = PromptInit(config["init"])
+    if how is PromptInit.SOURCE:
+        raise PandaError(f"prompt {prompt.prompt_id or prompt.task!r} started from another prompt, not a fresh one")
+    return how.value, int(extra.get("init_seed", prompt.seed))
+
+
+def initial_tensor(prompt: SoftPrompt, embeddings: torch.nn.Embedding) -> torch.Tensor:
+    """The exact tensor a stored PT prompt was initialised from (CPU float32)."""
+    how, seed = recorded_init(prompt)
+    return init_prompt(embeddings, prompt.length, how, seed=seed).float().cpu()
