@@ -97,6 +97,13 @@ def _transfer_enum(name: str) -> Callable[[], type[enum.Enum]]:
     return load
 
 
+def _readouts() -> RegistryChoices:
+    from ..prompts import readouts
+
+    return RegistryChoices("readout", lambda: [readouts.AUTO, *readouts.READOUTS.names()],
+                           lambda name: name if name == readouts.AUTO else readouts.READOUTS.get(name).name)
+
+
 def _projector_methods() -> type[enum.Enum]:
     from ..crossmodel import ProjectorMethod
 
@@ -121,6 +128,10 @@ def teacher_choices() -> RegistryChoices:
 
 def student_init_choices() -> RegistryChoices:
     return _enum("student_init", _transfer_enum("StudentInit"))
+
+
+def readout_choices() -> RegistryChoices:
+    return _readouts()
 
 
 def projector_choices() -> RegistryChoices:

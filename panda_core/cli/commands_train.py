@@ -20,6 +20,7 @@ from .args import (
     add_limits,
     kd_form_choices,
     method_choices,
+    readout_choices,
     student_init_choices,
     teacher_choices,
 )
@@ -34,6 +35,7 @@ def _train_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--backbone", default="minilm")
     add_budget(sp)
     sp.add_argument("--head", action="store_true", help="also train a per-task linear head")
+    sp.add_argument("--readout", **readout_choices().argument(help="how classes are read (default auto: the kind's)"))
     add_limits(sp)
     add_check(sp)
 
@@ -73,6 +75,7 @@ def _transfer_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--kd-form", **kd_form_choices().argument("scaled"))
     sp.add_argument("--teacher", **teacher_choices().argument("pot"))
     sp.add_argument("--student-init", **student_init_choices().argument("source"))
+    sp.add_argument("--readout", **readout_choices().argument(help="how classes are read (default auto: the kind's)"))
     sp.add_argument("--from-source", action="store_true",
                     help="model tuning: start from the source prompt (default: a fresh prompt, no source)")
     sp.add_argument("--no-reuse", action="store_true", help="rerun even if an identical run is stored")

@@ -4,10 +4,12 @@ Su et al. probe `<mask>` because that is where their MLM readout reads. On a
 backbone whose readout is elsewhere, the prompt-alone probe measures a
 position the prompt was never trained to shape. This indicator drives the
 frozen backbone with each prompt on its OWN task's first `n_inputs` dev
-inputs, binarises every layer's FFN pre-activation at 0, and pools the binary
-activations exactly as the scorer pools hidden states (`PromptScorer.pool`):
-the mean over all text tokens on encoders, the `<mask>` position on masked
-LMs, the last position on causal LMs. The result is an activation frequency
+inputs, binarises every layer's FFN pre-activation at 0, and reads the binary
+activations at exactly the positions the readout reads
+(`PromptScorer.readout_positions`: one position per input, or several, then
+averaged): e.g. every text token for the mean readout on encoders, the
+inserted `[MASK]` for a slot readout, `<mask>` on masked LMs, the last
+position on causal LMs. The result is an activation frequency
 per neuron; the indicator is the cosine of those vectors (flattened over the
 layers, or a window of them) between prompts. Symmetric, unit diagonal.
 """
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 
 from ..lazy import lazy_module
 from ..prompts import SoftPrompt
+from ..prompts.readouts import read_at
 from .base import INDICATORS, Indicator, IndicatorContext, Option
 from .stimulation import activation_rows, overlap_matrix, task_input_activations
 
@@ -25,8 +28,9 @@ torch = lazy_module("torch")
 
 
 def at_readout(scorer, acts: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
-    """(B, F) binarised activations pooled over the positions the scorer's readout reads."""
-    return scorer.pool(acts.float(), mask, start, n)
+    """(B, F) binarised activations at the positions the scorer's readout reads
+    ((B,) one each, or (B, k) averaged, -1 entries skipped)."""
+    return read_at(acts.float(), scorer.readout_positions(mask, start, n))
 
 
 def readout_activations(backbone, prompt: torch.Tensor, task: str, n_inputs: int = 32) -> torch.Tensor:

@@ -194,7 +194,10 @@ def read_prompt_file(path: Path) -> SoftPrompt:
         raise PandaError(f"{path.name}: its panda_meta metadata is not a JSON object; export the prompt again")
     kwargs = _clean_meta(meta, path.name, tensor)
     head = {k[5:]: v.float() for k, v in tensors.items() if k.startswith("head.")} or None
-    if head is not None:
+    if head is not None and set(head) != {"weight", "bias"}:  # a readout's parameters (class vectors, pair head)
+        if not all(torch.isfinite(v).all() for v in head.values()):
+            raise PandaError(f"{path.name}: its readout parameters contain NaN or Inf values; retrain or re-export it")
+    elif head is not None:
         w, b = head.get("weight"), head.get("bias")
         if (set(head) != {"weight", "bias"} or w.dim() != 2 or b.dim() != 1 or w.shape[0] != b.shape[0]
                 or w.shape[1] != tensor.shape[1] or w.shape[0] < 1):

@@ -3,12 +3,15 @@
 One `PromptScorer` per (backbone, task). Texts are tokenised once per split and
 kept; a batch is padded to its own longest sequence. The prompt rows are
 spliced into the input embeddings, the trunk runs, and the result is read out
-and scored; where the prompt goes and what is read is the backbone kind's
-business (`backbones.kinds`: encoder, masked LM, causal LM), so this class
-holds no per-kind branch.
+and scored; where the prompt goes is the backbone kind's business
+(`backbones.kinds`: encoder, masked LM, causal LM), what is read and how it
+is scored the readout's (`prompts.readouts`: mean of the text states, a
+designated position, class vectors, pair features, label words), so this
+class holds no per-kind or per-readout branch.
 
-An optional linear head (per task, counted and reported) replaces the
-label-description scoring with ``head(features)``.
+A readout's trainable parameters (class vectors, the pair head), or the
+optional linear head over its features, are passed as ``head``; both are
+per task, counted and reported.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 
 from ..backbones.kinds import KINDS
 from ..errors import PandaError
+from . import readouts
 from .encoding import Batch, Encoded, batches, collate, encode_examples
 
 if TYPE_CHECKING:
@@ -36,8 +40,9 @@ class PromptScorer:
         task: the target task; its labels decide the scoring, whatever the
             prompt's origin (so prompts transfer across label sets).
         max_length: total tokens including the prompt.
-        temperature: scale of the cosine scores on encoders.
+        temperature: scale of the cosine scores.
         model: override the backbone's module (model tuning trains a copy).
+        readout: a `READOUTS` name; "auto"/None: the backbone kind's default.
 
     Shapes: ``prompt`` is (n, d) or (B, n, d); ``logits`` returns (B, C).
     """
@@ -50,6 +55,7 @@ class PromptScorer:
         max_length: int = 128,
         temperature: float = 20.0,
         model: torch.nn.Module | None = None,
+        readout: str | None = None,
     ) -> None:
         self.backbone = backbone
         self.task = task
@@ -61,7 +67,10 @@ class PromptScorer:
         self.prompt_length = prompt_length
         self.max_length = max_length
         self.temperature = temperature
-        self.text_budget = max(8, max_length - prompt_length - self.kind_impl.slot_tokens)
+        self.readout = readouts.resolve(readout, backbone.kind)
+        #: slot tokens after the prompt: the kind's own, or the [MASK] a slot readout inserts
+        self.slot_tokens = self.kind_impl.slot_tokens or int(self.readout.slot)
+        self.text_budget = max(8, max_length - prompt_length - self.slot_tokens)
         self._label_keys: torch.Tensor | None = None
         self._verbalizer_ids: torch.Tensor | None = None
         self._cache: dict[int, tuple[Sequence[Example], Encoded]] = {}
@@ -121,19 +130,38 @@ class PromptScorer:
                 f"prompt hidden size {p.shape[-1]} does not match backbone '{self.backbone.name}' "
                 f"({emb.shape[-1]}); project the prompt first"
             )
-        return self.kind_impl.splice(emb, p, batch.attention_mask, embedding, self.tok)
+        embeds, mask, start = self.kind_impl.splice(emb, p, batch.attention_mask, embedding, self.tok)
+        if self.slot_tokens > self.kind_impl.slot_tokens:  # the readout's [MASK] right after the prompt
+            at = start + p.shape[1]
+            if self.tok.mask_token_id is None:
+                raise PandaError(f"readout '{self.readout.name}' needs a mask token; backbone "
+                                 f"'{self.backbone.name}' has none")
+            slot = embedding(torch.full((emb.shape[0], 1), self.tok.mask_token_id, device=emb.device)).to(emb.dtype)
+            embeds = torch.cat([embeds[:, :at], slot, embeds[:, at:]], 1)
+            mask = torch.cat([mask[:, :at], torch.ones_like(mask[:, :1]), mask[:, at:]], 1)
+        return embeds, mask, start
+
+    def spliced_segments(self, batch: Batch, width: int, start: int) -> torch.Tensor | None:
+        """(B, width) segment ids of the spliced sequence (prompt rows and slot: 0)."""
+        if batch.token_type_ids is None:
+            return None
+        seg = batch.token_type_ids
+        inserted = torch.zeros((seg.shape[0], width - seg.shape[1]), dtype=seg.dtype, device=seg.device)
+        return torch.cat([seg[:, :start], inserted, seg[:, start:]], 1)
 
     def trunk(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states (B, L, d) of the frozen trunk."""
         return self.kind_impl.trunk(self.model, embeds, mask)
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
-        """The prompt-driven representation (B, d) read from the hidden states."""
-        return self.kind_impl.pool(hidden, mask, start, n)
+        """(B, F) any per-position states (hidden states, activations) read where
+        the readout reads: at its position, or averaged over its positions."""
+        return readouts.read_at(hidden, self.readout_positions(mask, start, n))
 
     def readout_positions(self, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
-        """(B,) the position of each row the ON indicator reads on task inputs."""
-        return self.kind_impl.readout_positions(mask, start, n)
+        """The positions the readout reads (and the ON indicator with it): (B,)
+        one per row, or (B, k) several, -1 where a row reads fewer."""
+        return self.readout.positions(self, mask, start, n)
 
     def prompt_alone(self, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Embeddings (1, L, d) of the prompt with no task text, and the position ON reads."""
@@ -146,39 +174,64 @@ class PromptScorer:
         return contextlib.nullcontext()
 
     def features(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-        """The prompt-driven representation used for scoring, (B, d): mean of the
-        text states (encoder), the `<mask>` state (MLM) or the last state (causal).
+        """The prompt-driven representation the readout reads, (B, f): the mean
+        of the text states, the `[CLS]`/`<mask>`/last state, or pair features.
         PANDA's task embedding averages these over a task's inputs."""
         with self.autocast():
             embeds, mask, start = self.splice(batch, prompt)
-            hidden = self.trunk(embeds, mask)
-            return self.pool(hidden, mask, start, prompt.shape[-2])
+            return self._read(batch, self.trunk(embeds, mask), mask, start, prompt.shape[-2])
+
+    def _read(self, batch: Batch | None, hidden: torch.Tensor, mask: torch.Tensor, start: int,
+              n: int) -> torch.Tensor:
+        segments = self.spliced_segments(batch, mask.shape[1], start) \
+            if batch is not None and self.readout.segments else None
+        return self.readout.features(self, hidden, mask, start, n, segments)
 
     def logits(
         self, batch: Batch, prompt: torch.Tensor, head: torch.nn.Module | None = None
     ) -> torch.Tensor:
-        """Class scores (B, C) for the task's labels."""
-        if head is not None:
-            return head(self.features(batch, prompt).float())
-        return self.class_scores(self.scoring_outputs(batch, prompt))
+        """Class scores (B, C) for the task's labels, through `head` (the readout's
+        parameters or a linear head) when given."""
+        return self.class_scores(self.head_inputs(batch, prompt, head), head)
+
+    def head_inputs(self, batch: Batch, prompt: torch.Tensor, head: torch.nn.Module | None = None) -> torch.Tensor:
+        """What `class_scores` reads, in float32: the features under a linear
+        head, else the readout's `scoring_outputs`."""
+        if isinstance(head, torch.nn.Linear):
+            return self.features(batch, prompt).float()
+        return self.scoring_outputs(batch, prompt)
 
     def scoring_outputs(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-        """What the label scoring reads, in float32: the pooled features (B, d) on
-        encoders, the vocabulary logits at the scoring position (B, V) otherwise.
+        """What the label scoring reads, in float32: the readout's features, or
+        the vocabulary logits at the scoring position (label-word readouts).
         Independent of the task's labels, so one forward of a batch that mixes
         tasks serves every task's `class_scores` (multitask training)."""
         with self.autocast():
             embeds, mask, start = self.splice(batch, prompt)
-            out = self.outputs_from_embeds(embeds, mask, start, prompt.shape[-2])
+            n = prompt.shape[-2]
+            if self.readout.lm_head:
+                out = self.kind_impl.forward_outputs(self.model, embeds, mask, start, n)
+            else:
+                out = self._read(batch, self.trunk(embeds, mask), mask, start, n)
         return out.float()
 
     def outputs_from_embeds(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
-        """`scoring_outputs` (in the model's dtype) from ready input embeddings."""
-        return self.kind_impl.forward_outputs(self.model, embeds, mask, start, n)
+        """`scoring_outputs` (in the model's dtype) from ready input embeddings
+        (without segment ids: a pair readout then reads one segment)."""
+        if self.readout.lm_head:
+            return self.kind_impl.forward_outputs(self.model, embeds, mask, start, n)
+        return self._read(None, self.trunk(embeds, mask), mask, start, n)
 
-    def class_scores(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(B, C) class scores of this task from `scoring_outputs` rows."""
-        return self.kind_impl.class_scores(self, outputs)
+    def class_scores(self, outputs: torch.Tensor, head: torch.nn.Module | None = None) -> torch.Tensor:
+        """(B, C) class scores of this task from `head_inputs` rows: a linear
+        head's output, else the readout's scores (with its parameters `head`)."""
+        if isinstance(head, torch.nn.Linear):
+            return head(outputs)
+        return self.readout.scores(self, outputs, head)
+
+    def new_head(self) -> torch.nn.Module | None:
+        """Fresh trainable parameters of the readout for this task (None: it has none)."""
+        return self.readout.make_params(self)
 
     # --------------------------------------------------------- label scoring
     def label_keys(self) -> torch.Tensor:
@@ -192,7 +245,7 @@ class PromptScorer:
 
     def _describe_labels(self) -> torch.Tensor:
         out = self.tok(list(self.task.descriptions), padding=True, return_tensors="pt").to(self.device)
-        hidden = self.backbone.model(**out).last_hidden_state
+        hidden = self.kind_impl.trunk_module(self.backbone.model)(**out).last_hidden_state  # the model itself on encoders
         m = out["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1)
         return F.normalize(pooled.float(), dim=-1)

@@ -28,8 +28,28 @@ from .intervals import check_confidence
 from .items import as_bool_array
 
 
+class Difference:
+    """What every estimated difference with an interval [low, high] offers (a
+    dataclass mixin for `PairedDifference` and `HierarchicalDifference`)."""
+
+    low: float
+    high: float
+
+    @property
+    def within_noise(self) -> bool:
+        """True when the interval covers 0: the data cannot tell the two apart."""
+        return bool(self.low <= 0.0 <= self.high)
+
+    def to_dict(self, digits: int | None = 4) -> dict[str, Any]:
+        """JSON-ready, with `within_noise`; floats rounded to `digits` (None: full precision)."""
+        out = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
+        if digits is not None:
+            out = {k: round(v, digits) if isinstance(v, float) else v for k, v in out.items()}
+        return out | {"within_noise": self.within_noise}
+
+
 @dataclass(frozen=True)
-class PairedDifference:
+class PairedDifference(Difference):
     """mean(a) - mean(b) on the same items, its bootstrap interval [low, high] at
     `confidence`, the exact McNemar p-value and the number of items."""
 
@@ -39,18 +59,6 @@ class PairedDifference:
     p_value: float
     n: int
     confidence: float = 0.95
-
-    @property
-    def within_noise(self) -> bool:
-        """True when the interval covers 0: the data cannot tell the two apart."""
-        return bool(self.low <= 0.0 <= self.high)
-
-    def to_dict(self, digits: int | None = 4) -> dict[str, Any]:
-        """JSON-ready, with `within_noise`; floats rounded to `digits` (None: full precision)."""
-        out = asdict(self)
-        if digits is not None:
-            out = {k: round(v, digits) if isinstance(v, float) else v for k, v in out.items()}
-        return out | {"within_noise": self.within_noise}
 
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:

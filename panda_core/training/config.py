@@ -20,6 +20,7 @@ from numbers import Integral, Real
 from typing import Any
 
 from ..errors import PandaError
+from ..prompts import readouts
 from ..prompts.init import PromptInit
 
 MAX_PROMPT_LENGTH = 512  # no backbone here reads more positions
@@ -75,6 +76,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tune_model": _flag(),
     "model_lr": _number(0.0, open_low=True),
     "kd_weight": _number(0.0),
+    "readout": _choice([readouts.AUTO, *readouts.READOUTS.names()]),
 }
 _OPTIONAL = {"lr", "patience", "dev_limit", "test_limit", "train_limit"}
 
@@ -120,10 +122,16 @@ class TrainConfig:
     tune_model: bool = False  # model tuning: all backbone weights are trained
     model_lr: float = 2e-5
     kd_weight: float = 0.0  # PANDA: weight of the distillation term
+    #: how classes are read and scored (`prompts.readouts.READOUTS`); "auto": the backbone kind's default
+    readout: str = readouts.AUTO
 
     def __post_init__(self) -> None:
         for f in fields(self):
             check_field(f.name, getattr(self, f.name))
+        self.readout = getattr(self.readout, "value", self.readout)
+        if self.head and self.readout != readouts.AUTO and readouts.READOUTS.get(self.readout).has_params:
+            raise PandaError(f"invalid head=True with readout={self.readout!r}: that readout trains its own "
+                             "parameters; a linear head goes with a readout without any")
         object.__setattr__(self, "_checked", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -132,7 +140,13 @@ class TrainConfig:
         object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The stored form. ``readout`` is left out while it is "auto" and "auto"
+        still means each kind's original readout, so the keys of the runs
+        stored before readouts existed stay the same."""
+        out = asdict(self)
+        if out["readout"] == readouts.AUTO and readouts.DEFAULT == readouts.LEGACY:
+            del out["readout"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

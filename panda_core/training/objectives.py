@@ -4,7 +4,8 @@ turns one step's rows into a loss and back-propagates it:
 - `CrossEntropy`: prompt tuning, prompt transfer (PoT) and model tuning: CE
   of the task's class scores under the prompt (and optional head);
 - `Distillation`: PANDA: CE + ``kd_weight * MSE(student, teacher)`` class
-  scores, the frozen teacher's computed once per example (`TeacherCache`);
+  scores, the frozen teacher's read once per example (`TeacherCache`) and
+  scored through the student's own head, so both live in one logit space;
 - `Routing`: batched multi-prompt training: the K prompts are stacked and
   indexed per example, one forward of the shared trunk serves every task
   (`MultiTaskBatcher`), and the loss is the sum of each task's mean CE;
@@ -26,12 +27,20 @@ from .trainer import take_step
 
 
 class TeacherCache:
-    """PANDA's frozen-teacher class logits, computed once per training example
-    (eval mode, no gradient) into one (N, C) table: a later epoch (or a later
-    step that meets the example again) costs one gather, no forward."""
+    """PANDA's frozen teacher, run once per training example (eval mode, no
+    gradient) into one table: a later epoch (or a later step that meets the
+    example again) costs one gather, no forward.
 
-    def __init__(self, scorer: PromptScorer, enc: Encoded, teacher: torch.Tensor) -> None:
-        self.scorer, self.enc, self.teacher = scorer, enc, teacher
+    Without a head the table holds the teacher's (N, C) class logits. With one
+    (the readout's class vectors or pair head, or a linear head) it holds what
+    the head reads (`PromptScorer.head_inputs`), and each call scores those
+    rows through the student's current head without gradient: the teacher's
+    and the student's logits are then in the same space (a teacher scored
+    through the label descriptions would not be)."""
+
+    def __init__(self, scorer: PromptScorer, enc: Encoded, teacher: torch.Tensor,
+                 head: torch.nn.Module | None = None) -> None:
+        self.scorer, self.enc, self.teacher, self.head = scorer, enc, teacher, head
         self.table: torch.Tensor | None = None
         self.have = torch.zeros(len(enc), dtype=torch.bool)
 
@@ -45,13 +54,20 @@ class TeacherCache:
             was = model.training
             model.eval()
             with torch.no_grad():
-                z_t = self.scorer.logits(sub, self.teacher, None).float()  # teacher scores through the labels
+                if self.head is None:
+                    z_t = self.scorer.logits(sub, self.teacher, None).float()
+                else:
+                    z_t = self.scorer.head_inputs(sub, self.teacher, self.head).float()
             model.train(was)
             if self.table is None:
                 self.table = torch.zeros(len(self.enc), z_t.shape[1], device=z_t.device)
             self.table[todo.to(z_t.device)] = z_t
             self.have[todo] = True
-        return self.table[index.to(self.table.device)]
+        rows = self.table[index.to(self.table.device)]
+        if self.head is None:
+            return rows
+        with torch.no_grad():  # the student's head, as it is now; no gradient through the teacher
+            return self.scorer.class_scores(rows, self.head).float()
 
 
 class SingleLoss:

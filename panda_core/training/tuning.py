@@ -6,8 +6,13 @@ named choices handed to `Trainer`:
 - objective: `CrossEntropy`, or PANDA's `Distillation`, which adds
   ``kd_weight * MSE(student logits, teacher logits)`` where the teacher is the
   frozen backbone driven by a fixed prompt;
-- parameter groups: the prompt (and optional head), or, for model tuning,
-  every weight of a private copy of the backbone as well.
+- parameter groups: the prompt (and the readout's parameters or the optional
+  linear head), or, for model tuning, every weight of a private copy of the
+  backbone as well.
+
+The readout (`config.readout`, `prompts.readouts`) decides what is read and
+how classes are scored; PANDA's teacher is scored through the student's own
+readout parameters, so both sets of logits live in one space.
 
 Evaluation on dev every ``eval_every`` steps keeps the best-dev checkpoint;
 test accuracy is reported for that checkpoint.
@@ -48,6 +53,8 @@ class TrainResult:
     #: (N,) bool, each test item right or wrong in the split's order: the
     #: interval of `test_acc` and paired comparisons are computed from it
     test_correct: torch.Tensor | None = None
+    #: the readout trained and scored with (a `READOUTS` name, "auto" resolved)
+    readout: str = ""
 
 
 def task_splits(task_name: str) -> tuple[list, list, list]:
@@ -70,6 +77,22 @@ def n_train(config: TrainConfig, enc) -> int:
 
 def make_head(backbone, n_labels: int) -> torch.nn.Linear:
     return torch.nn.Linear(backbone.hidden_size, n_labels).to(backbone.device)
+
+
+def load_head(scorer: PromptScorer, state: dict[str, torch.Tensor] | None) -> torch.nn.Module | None:
+    """The head a stored state dict describes for `scorer`'s task and readout:
+    the readout's parameters (fresh when `state` does not fit them, e.g. another
+    task's label set; class vectors then start at the label descriptions), or a
+    linear head over the features (None when it does not fit: label scoring)."""
+    fresh = scorer.new_head()
+    module = fresh if fresh is not None else make_head(scorer.backbone, len(scorer.task.labels))
+    if not state:
+        return fresh
+    try:
+        module.load_state_dict({k: v.to(scorer.device) for k, v in state.items()})
+    except RuntimeError:  # a head belongs to its task's label set (and its readout)
+        return fresh
+    return module
 
 
 def train(
@@ -105,13 +128,14 @@ def train(
         model = copy.deepcopy(backbone.model)
         for p in model.parameters():
             p.requires_grad_(True)
-    scorer = PromptScorer(backbone, task, config.prompt_length, config.max_length, config.temperature, model=model)
+    scorer = PromptScorer(backbone, task, config.prompt_length, config.max_length, config.temperature, model=model,
+                          readout=config.readout)
     if init is None:
         init = init_prompt(backbone.embeddings(), config.prompt_length, config.init, seed=config.seed)
     if init.shape[0] != config.prompt_length:
         raise PandaError(f"initial prompt has {init.shape[0]} tokens but prompt_length is {config.prompt_length}")
     prompt = torch.nn.Parameter(init.detach().clone().float().to(backbone.device))
-    head = make_head(backbone, len(task.labels)) if config.head else None
+    head = make_head(backbone, len(task.labels)) if config.head else scorer.new_head()
 
     lr = backbone_lr(backbone, config)
     groups = [ParamGroup("prompt", [prompt], lr, clip=CLIP)]
@@ -128,7 +152,7 @@ def train(
 
     enc_train, enc_dev = scorer.encode(train_ex), scorer.encode(dev_ex)
     objective = CrossEntropy(scorer, enc_train, prompt, head) if teacher is None else \
-        Distillation(scorer, enc_train, prompt, head, TeacherCache(scorer, enc_train, teacher), config.kd_weight)
+        Distillation(scorer, enc_train, prompt, head, TeacherCache(scorer, enc_train, teacher, head), config.kd_weight)
     params = {"prompt": prompt} | ({f"head.{k}": v for k, v in head.named_parameters()} if head else {})
     member = Member(task_name, params, stream=Stream(n_train(config, enc_train), config.batch_size, config.seed),
                     evaluate=lambda: scorer.accuracy(enc_dev, prompt.detach(), head, limit=config.dev_limit))
@@ -141,10 +165,7 @@ def train(
 
     best_prompt = member.best["prompt"]
     best_head = {k[5:]: v for k, v in member.best.items() if k.startswith("head.")} or None
-    head_mod = None
-    if best_head is not None:
-        head_mod = make_head(backbone, len(task.labels))
-        head_mod.load_state_dict(best_head)
+    head_mod = load_head(scorer, best_head)
     test_correct = scorer.correct_items(scorer.encode(test_ex), best_prompt, head_mod, limit=config.test_limit)
     test_acc = float(test_correct.float().mean()) if len(test_correct) else 0.0
     trainer.finish()
@@ -160,31 +181,26 @@ def train(
         trainable_params=trainer.trainable,
         stopped_early=trainer.stopped_early,
         test_correct=test_correct,
+        readout=scorer.readout.name,
     )
 
 
 def evaluate_items(
     backbone, task_name: str, prompt: torch.Tensor, split: str = "test", head: dict | None = None,
-    limit: int | None = None, max_length: int = 128, temperature: float = 20.0,
+    limit: int | None = None, max_length: int = 128, temperature: float = 20.0, readout: str | None = None,
 ) -> torch.Tensor:
-    """(N,) bool: each item of a task split right or wrong under a fixed prompt."""
-    task = get_task(task_name)
-    scorer = PromptScorer(backbone, task, prompt.shape[0], max_length, temperature)
-    head_mod = None
-    if head:
-        head_mod = make_head(backbone, len(task.labels))
-        if head["weight"].shape[0] != len(task.labels):
-            head_mod = None  # a head belongs to its task's label set; fall back to label scoring
-        else:
-            head_mod.load_state_dict(head)
+    """(N,) bool: each item of a task split right or wrong under a fixed prompt,
+    read by `readout` ("auto"/None: the kind's default; a stored prompt's is
+    `prompts.readouts.recorded(prompt, kind)`) with its stored `head`."""
+    scorer = PromptScorer(backbone, get_task(task_name), prompt.shape[0], max_length, temperature, readout=readout)
     enc = scorer.encode(load_split(task_name, split))
-    return scorer.correct_items(enc, prompt.to(backbone.device), head_mod, limit=limit)
+    return scorer.correct_items(enc, prompt.to(backbone.device), load_head(scorer, head), limit=limit)
 
 
 def evaluate(
     backbone, task_name: str, prompt: torch.Tensor, split: str = "test", head: dict | None = None,
-    limit: int | None = None, max_length: int = 128, temperature: float = 20.0,
+    limit: int | None = None, max_length: int = 128, temperature: float = 20.0, readout: str | None = None,
 ) -> float:
     """Accuracy of a fixed prompt on a task split (zero-shot transfer uses this)."""
-    correct = evaluate_items(backbone, task_name, prompt, split, head, limit, max_length, temperature)
+    correct = evaluate_items(backbone, task_name, prompt, split, head, limit, max_length, temperature, readout)
     return float(correct.float().mean()) if len(correct) else 0.0

@@ -110,7 +110,7 @@ class TransferConfig:
             raise PandaError(f"metric_inputs must be an integer >= 1, got {n!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"train": self.train.to_dict()}  # TrainConfig's stored form (its readout rule)
 
     def key(self, method: str, source: str | None, target: str, backbone: str, prompts: tuple = ()) -> str:
         """Identity of the work: equal keys mean the same run (for resume and reuse).
@@ -121,7 +121,7 @@ class TransferConfig:
 
         name = getattr(method, "value", method)
         full = name in METHODS and METHODS.get(name).transfer_knobs
-        knobs = self.to_dict() if full else {"train": asdict(self.train)}
+        knobs = self.to_dict() if full else {"train": self.train.to_dict()}
         for name_, default in _KEYED_WHEN_SET.items():  # keys of runs stored before these fields stay valid
             if knobs.get(name_, default) == default:
                 knobs.pop(name_, None)
