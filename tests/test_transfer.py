@@ -451,3 +451,22 @@ def test_doctor_finds_orphans_and_checksum_mismatches(two_prompts, capsys):
     finally:
         path.write_bytes(original)
         stray.unlink()
+
+
+def test_seeds_repeat_a_transfer_and_aggregate_with_a_t_interval(two_prompts, capsys):
+    from scipy import stats
+
+    out = cli(capsys, "transfer", "--source", "amazon_uci", "--target", "yelp_uci", "--method", "pot", *STEPS,
+              "--seeds", "2", "--seed", "3")
+    assert out["seeds"] == [3, 4] and len(out["runs"]) == 2 and out["ci_over"] == "seeds"
+    accs = [r["test_acc"] for r in out["runs"]]
+    assert out["runs"][0]["run_id"] != out["runs"][1]["run_id"]
+    assert out["test_acc"] == pytest.approx(sum(accs) / 2, abs=1e-4)
+    low, high = out["test_acc_ci"]
+    if accs[0] != accs[1]:
+        ref = stats.t.interval(0.95, 1, loc=sum(accs) / 2, scale=stats.sem(accs))
+        assert (low, high) == pytest.approx(ref, abs=1e-4)
+    assert low <= out["test_acc"] <= high
+    assert {store.get_run(r["run_id"])["config"]["train"]["seed"] for r in out["runs"]} == {3, 4}
+    assert main(["transfer", "--source", "amazon_uci", "--target", "yelp_uci", "--method", "pot",
+                 "--seeds", "101"]) == 2

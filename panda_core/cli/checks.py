@@ -65,6 +65,16 @@ def transfer_config(args: argparse.Namespace):
                           from_source=bool(getattr(args, "from_source", False)))
 
 
+def seeds(n: Any, first: int) -> int:
+    """`--seeds N`: a count in range whose last seed is still a valid seed."""
+    from ..ops.seeds import check_seeds
+    from ..training import check_field
+
+    n = check_seeds(n)
+    check_field("seed", first + n - 1)
+    return n
+
+
 def indicator_options(metric: str, pairs: list[str]) -> dict[str, Any]:
     """`--option NAME=VALUE` pairs as typed values of options the indicator
     declares: a choice among its `choices`, true/false for a boolean, an

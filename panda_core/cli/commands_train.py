@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from dataclasses import replace
 from typing import Any
 
 from ..errors import PandaError
@@ -29,6 +30,11 @@ from .base import Prepared, command, log, tqdm_progress
 EXECUTORS = ("local", "ray")  # ops.sweep.run_sweep's executors
 
 
+def add_seeds(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--seeds", type=int, default=1,
+                    help="repeat over N consecutive seeds from --seed and report the mean with a t-interval")
+
+
 # ------------------------------------------------------------------ train
 def _train_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--task", required=True)
@@ -36,6 +42,7 @@ def _train_arguments(sp: argparse.ArgumentParser) -> None:
     add_budget(sp)
     sp.add_argument("--head", action="store_true", help="also train a per-task linear head")
     sp.add_argument("--readout", **readout_choices().argument(help="how classes are read (default auto: the kind's)"))
+    add_seeds(sp)
     add_limits(sp)
     add_check(sp)
 
@@ -43,6 +50,7 @@ def _train_arguments(sp: argparse.ArgumentParser) -> None:
 @command("train", "prompt tuning from scratch", _train_arguments, checked=True)
 def cmd_train(args: argparse.Namespace) -> Prepared:
     cfg = checks.train_config(args)
+    n_seeds = checks.seeds(args.seeds, cfg.seed)
     task = checks.task(args.task, available=True).name
     bb = checks.backbone(args.backbone)
 
@@ -51,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> Prepared:
 
         seconds = estimate_seconds(bb["name"], [task], cfg.steps) if checks.store_exists() else None
         return {"command": "train", "task": task, "backbone": bb, "config": cfg.to_dict(),
+                "seeds": list(range(cfg.seed, cfg.seed + n_seeds)),
                 "estimate_seconds": None if seconds is None else round(seconds, 1),
                 "writes": ["a PT prompt", "a train run"]}
 
@@ -58,7 +67,11 @@ def cmd_train(args: argparse.Namespace) -> Prepared:
         from ..ops import train_prompt
 
         log(f"training a {cfg.prompt_length}-token prompt on {task} with {args.backbone} ({cfg.steps} steps)")
-        return train_prompt(task, args.backbone, cfg, progress=tqdm_progress(cfg.steps, task))
+        from ..ops.seeds import over_seeds
+
+        return over_seeds(lambda seed: train_prompt(task, args.backbone, replace(cfg, seed=seed),
+                                                    progress=tqdm_progress(cfg.steps, f"{task} seed {seed}")),
+                          cfg.seed, n_seeds)
 
     return Prepared(plan, run)
 
@@ -79,6 +92,7 @@ def _transfer_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--from-source", action="store_true",
                     help="model tuning: start from the source prompt (default: a fresh prompt, no source)")
     sp.add_argument("--no-reuse", action="store_true", help="rerun even if an identical run is stored")
+    add_seeds(sp)
     add_limits(sp)
     add_check(sp)
 
@@ -104,6 +118,7 @@ def transfer_pair(source: str | None, target: str, method: str, from_source: boo
 @command("transfer", "transfer a prompt from a source task to a target task", _transfer_arguments, checked=True)
 def cmd_transfer(args: argparse.Namespace) -> Prepared:
     cfg = checks.transfer_config(args)
+    n_seeds = checks.seeds(args.seeds, cfg.train.seed)
     target = checks.task(args.target, available=True).name
     m, sources = transfer_pair(args.source, target, method_choices().resolve(args.method), cfg.from_source)
     bb = checks.backbone(args.backbone)
@@ -120,6 +135,7 @@ def cmd_transfer(args: argparse.Namespace) -> Prepared:
                                  "stored": exists and store.done_run_for_key(p.teacher.key) is not None}
         return {"command": "transfer", "method": m.name, "label": m.label, "sources": list(p.sources),
                 "target": target, "backbone": bb, "config": cfg.to_dict(), "key": p.key,
+                "seeds": list(range(cfg.train.seed, cfg.train.seed + n_seeds)),
                 "reads": {"source_prompts": list(p.source_ids), "target_prompt": p.target_id},
                 "teacher": teacher or None,
                 "reused": bool(exists and not args.no_reuse and store.done_run_for_key(p.key))}
@@ -128,8 +144,15 @@ def cmd_transfer(args: argparse.Namespace) -> Prepared:
         from ..ops import run_transfer
 
         log(f"{m.name}: {','.join(sources) or '-'} -> {target} on {args.backbone}")
-        return run_transfer(list(sources) or None, target, m.name, args.backbone, cfg,
-                            progress=tqdm_progress(cfg.train.steps, m.name), reuse=not args.no_reuse)
+        from ..ops.seeds import over_seeds
+
+        def one(seed: int) -> dict:
+            seeded = replace(cfg, train=replace(cfg.train, seed=seed))
+            return run_transfer(list(sources) or None, target, m.name, args.backbone, seeded,
+                                progress=tqdm_progress(cfg.train.steps, f"{m.name} seed {seed}"),
+                                reuse=not args.no_reuse)
+
+        return over_seeds(one, cfg.train.seed, n_seeds)
 
     return Prepared(plan, run)
 
