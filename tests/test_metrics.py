@@ -285,7 +285,7 @@ def _save_pt(task: str, dev: float, test: float, created: float, length: int = 4
 def _run(method: str, source: str | None, target: str, test: float, curve=(), steps: int = 100) -> dict:
     from panda_core import store
 
-    rid = store.create_run("transfer", method, target, "minilm", {}, source=source)
+    rid = store.create_run("transfer", method, target, "minilm", {"train": {"prompt_length": 4}}, source=source)
     for step, acc in curve:
         store.add_curve_point(rid, step, acc)
     store.update_run(rid, status="done", result={"test_acc": test, "dev_acc": max((a for _, a in curve), default=None),
@@ -296,10 +296,14 @@ def _run(method: str, source: str | None, target: str, test: float, curve=(), st
 @pytest.fixture
 def study(private_cache):
     """PT prompts of three tasks (the older imdb one superseded) and a few transfers."""
+    from panda_core import store
+
     _save_pt("imdb_uci", 0.70, 0.60, created=1000.0)
     newest = _save_pt("imdb_uci", 0.80, 0.75, created=2000.0)
     _save_pt("yelp_uci", 0.70, 0.80, created=1000.0)
     _save_pt("amazon_uci", 0.60, 0.50, created=1000.0)
+    pt_run = store.create_run("train", "pt", "imdb_uci", "minilm", {"prompt_length": 4})  # the newest prompt's run
+    store.update_run(pt_run, status="done", result={"test_acc": 0.75, "prompt_id": newest})
     runs = [_run("pot", "yelp_uci", "imdb_uci", 0.78, [(0, 0.5), (20, 0.79), (40, 0.81)]),
             _run("zero-shot", "yelp_uci", "imdb_uci", 0.60),
             _run("zero-shot", "amazon_uci", "imdb_uci", 0.30),
@@ -337,7 +341,8 @@ def test_measured_matrix_missing_pairs_and_validation(study):
     tasks = ["imdb_uci", "yelp_uci", "amazon_uci"]
     zs = measured_matrix("minilm", tasks, "zero-shot")
     assert zs[1, 0] == pytest.approx(0.60 / 0.75) and zs[2, 0] == pytest.approx(0.30 / 0.75)  # newest PT prompt
-    assert measured_matrix("minilm", tasks, "pot-gain")[1, 0] == pytest.approx(0.03)
+    # against PT of the same settings (the batch's PT run, 0.77), not the stored prompt's 0.75
+    assert measured_matrix("minilm", tasks, "pot-gain")[1, 0] == pytest.approx(0.01)
     assert ("yelp_uci", "imdb_uci") not in missing_pairs("minilm", tasks, "zero-shot")
     assert len(missing_pairs("minilm", tasks, "zero-shot")) == 4
     with pytest.raises(PandaError, match="unknown measure 'nope'"):

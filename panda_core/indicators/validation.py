@@ -7,24 +7,32 @@ Measures of transfer for a (source s, target t) pair (`MEASURES`):
 - ``pot-gain`` / ``panda-gain``: test accuracy of PoT / PANDA on t from s minus
   plain PT on t.
 
+A measured matrix keeps to ONE configuration (`measurement`): every run in it
+has the same settings (for zero-shot the evaluation settings, otherwise the
+whole stored config), and each ratio or difference is taken on the same test
+items as its reference (the common prefix of both runs' stored per-item
+correctness, or else only a reference with the same test limit).
+
 Also the science the Transfer and Metric-validation pages show: the PT
 reference of a target (`pt_reference`), each run's gain over it and the steps
 it took to reach it (`transfer_gains`), the predicted transfer of chosen
 sources (`predicted_transfer`) and SPoT-style source retrieval (`rank_sources`).
-The PT accuracy of a task always comes from its newest PT prompt
-(`store.latest_prompts`, the store's one rule).
+The Transfer page's PT reference falls back to the target's newest PT prompt
+(`store.latest_prompt`, the store's one rule).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .. import store
 from ..errors import PandaError
 from ..registry import Registry
+from ..stats import common_prefix, result_items
 from .base import INDICATORS
 from .correlation import rank_correlation
 
@@ -32,22 +40,36 @@ from .correlation import rank_correlation
 TableFn = Callable[[str, str, list[str], int], dict]
 
 
+#: what decides an evaluation-only run's score: the settings of a zero-shot configuration
+EVAL_SETTINGS = ("prompt_length", "test_limit", "max_length", "temperature", "head")
+
+
 @dataclass(frozen=True)
 class Measure:
     """A measured transfer of (source, target) from `method`'s runs: the run's test
-    accuracy divided by (`relative`) or minus the target's PT test accuracy."""
+    accuracy divided by (`relative`) or minus the target's reference accuracy on the
+    same test items. The reference is a run of `reference` on the target (with no
+    source, or the target as its own source) or a PT training run of the target, in
+    the same configuration. `settings`: the keys of a run's stored config that make
+    up a configuration (None: all of it: train settings and the method's knobs)."""
 
     name: str
     method: str
     relative: bool
     label: str
+    reference: str = "pt"
+    settings: tuple[str, ...] | None = None
 
-    def of(self, acc: float, pt: float) -> float:
-        return acc / pt if self.relative else acc - pt
+    def of(self, acc: Any, pt: Any) -> Any:
+        if self.relative:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.divide(acc, pt) if np.ndim(pt) else (acc / pt if pt else float("nan"))
+        return acc - pt
 
 
 MEASURES: Registry[Measure] = Registry("measure")
-MEASURES.register(Measure("zero-shot", "zero-shot", True, "zero-shot transfer, relative to the target's PT accuracy"))
+MEASURES.register(Measure("zero-shot", "zero-shot", True, "zero-shot transfer, relative to the target's own prompt",
+                          reference="zero-shot", settings=EVAL_SETTINGS))
 MEASURES.register(Measure("pot-gain", "pot", False, "vanilla PoT test accuracy minus PT"))
 MEASURES.register(Measure("panda-gain", "panda", False, "PANDA test accuracy minus PT"))
 
@@ -64,51 +86,129 @@ def steps_to_reach(curve: list, threshold: float | None) -> int | None:
 
 
 # ------------------------------------------------------------ measured
-def pt_scores(backbone: str, prompt_length: int | None = None) -> dict[str, float]:
-    """Test accuracy of each task's newest PT prompt (of `prompt_length` tokens when given)."""
-    rows = store.latest_prompts(backbone, "pt", prompt_length)
-    return {t: r["scores"]["test_acc"] for t, r in rows.items() if r["scores"].get("test_acc") is not None}
+def _flat(config: Any) -> dict[str, Any]:
+    """A stored (or given) config as one flat dict: a transfer's `train` settings
+    next to its method knobs (a TrainConfig / TransferConfig or a dict)."""
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    train = cfg.get("train")
+    return {**train, **{k: v for k, v in cfg.items() if k != "train"}} if isinstance(train, dict) else cfg
 
 
-def transfer_results(backbone: str, method: str) -> dict[tuple[str, str], float]:
-    """Newest test accuracy of each (source, target) transfer run of `method`."""
-    out: dict[tuple[str, str], tuple[float, float]] = {}
-    for run in store.list_runs(kind="transfer", status="done", limit=100000):
-        if run["backbone"] != backbone or run["method"] != method or not run["result"]:
+def _train_part(run: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = run.get("config") or {}
+    return dict(cfg["train"]) if isinstance(cfg.get("train"), dict) else dict(cfg)
+
+
+def run_settings(run: Mapping[str, Any], measure: Measure) -> dict[str, Any]:
+    """The configuration of a stored run as far as `measure` is concerned."""
+    flat = _flat(run.get("config"))
+    return flat if measure.settings is None else {k: flat[k] for k in measure.settings if k in flat}
+
+
+def _newest_first(runs: Iterable[dict]) -> list[dict]:
+    return sorted((r for r in runs if (r.get("result") or {}).get("test_acc") is not None),
+                  key=lambda r: (r["updated"], r["id"]), reverse=True)
+
+
+def _same_items(run: Mapping[str, Any], ref: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(run accuracy, reference accuracy) on the same test items: the common prefix
+    of both runs' per-item correctness, else their stored accuracies when both used
+    the same test limit; None when the two cannot be put on the same items."""
+    a, b = result_items(run["result"]), result_items(ref["result"])
+    if a is not None and b is not None:
+        a, b = common_prefix(a, b)
+        return (float(a.mean()), float(b.mean())) if a.size else None
+    if _train_part(run).get("test_limit") != _train_part(ref).get("test_limit"):
+        return None
+    return float(run["result"]["test_acc"]), float(ref["result"]["test_acc"])
+
+
+@dataclass
+class Measurement:
+    """A (sources, targets) matrix of `measure` for ONE configuration (`config`, None
+    when no run matched), with the id of each pair's run and each target's reference run."""
+
+    measure: str
+    tasks: list[str]
+    config: dict[str, Any] | None
+    matrix: np.ndarray
+    runs: dict[tuple[str, str], str] = field(default_factory=dict)
+    references: dict[tuple[str, str], str] = field(default_factory=dict)  # (source, target) -> reference run
+
+    def missing_references(self) -> list[str]:
+        """Targets with at least one run whose reference is missing (or on other test items)."""
+        return sorted({t for (s, t) in self.runs if (s, t) not in self.references})
+
+
+def measurement(backbone: str, tasks: list[str], measure: str = "zero-shot", prompt_length: int | None = None,
+                config: Mapping[str, Any] | Any | None = None) -> Measurement:
+    """The measured matrix of `measure` for one configuration of runs.
+
+    `config` (a flat dict of settings, or a TrainConfig / TransferConfig) picks the
+    configuration: its keys (with `prompt_length`) must match; the newest finished
+    run among `tasks` that matches then fixes every other setting, and only runs of
+    exactly those settings fill the matrix (the newest of each pair). Each value is
+    taken against the target's newest reference run of the same settings (the test
+    limit aside) on the same test items; NaN where no such run or reference exists."""
+    m = MEASURES.get(measure)
+    wanted = _flat(config) | ({} if prompt_length is None else {"prompt_length": prompt_length})
+    wanted = {k: v for k, v in wanted.items() if m.settings is None or k in m.settings}
+    done = _newest_first(r for r in store.list_runs(kind="transfer", status="done", limit=100000)
+                         if r["backbone"] == backbone)
+    mine = [r for r in done if r["method"] == m.method and r["source"] in tasks and r["target"] in tasks]
+    chosen = next((r for r in mine if all(run_settings(r, m).get(k) == v for k, v in wanted.items())), None)
+    out = Measurement(m.name, list(tasks), None if chosen is None else run_settings(chosen, m),
+                      np.full((len(tasks), len(tasks)), np.nan))
+    if chosen is None:
+        out.config = wanted or None
+        return out
+    keys = [k for k in _train_part(chosen) if k != "test_limit" and k in out.config]
+    trains = _newest_first(r for r in store.list_runs(kind="train", status="done", limit=100000)
+                           if r["backbone"] == backbone and r["method"] == "pt")
+    candidates = [r for r in done if r["method"] == m.reference] + trains  # the reference method's own runs first
+    for run in mine:
+        s, t = run["source"], run["target"]
+        if (s, t) in out.runs or run_settings(run, m) != out.config:
             continue
-        key = (run["source"], run["target"])
-        if key not in out or run["updated"] > out[key][0]:
-            out[key] = (run["updated"], run["result"]["test_acc"])
-    return {k: v for k, (_, v) in out.items()}
+        out.runs[(s, t)] = run["id"]
+        for ref in candidates:
+            ok = ref["target"] == t and ref.get("source") in (None, t)
+            same = ok and all(_train_part(ref).get(k) == out.config[k] for k in keys)
+            pair = _same_items(run, ref) if same else None
+            if pair is not None:
+                out.matrix[tasks.index(s), tasks.index(t)] = m.of(*pair)
+                out.references[(s, t)] = ref["id"]
+                break
+    return out
 
 
 def measured_matrix(backbone: str, tasks: list[str], measure: str = "zero-shot",
-                    prompt_length: int | None = None) -> np.ndarray:
-    """(sources, targets) matrix of measured transfer; NaN where no run exists."""
-    m = MEASURES.get(measure)
-    pt = pt_scores(backbone, prompt_length)
-    runs = transfer_results(backbone, m.method)
-    M = np.full((len(tasks), len(tasks)), np.nan)
-    for i, s in enumerate(tasks):
-        for j, t in enumerate(tasks):
-            if (s, t) in runs and t in pt:
-                M[i, j] = m.of(runs[(s, t)], pt[t])
-    return M
+                    prompt_length: int | None = None, config: Mapping[str, Any] | Any | None = None) -> np.ndarray:
+    """(sources, targets) matrix of measured transfer in one configuration (`measurement`);
+    NaN where no run of that configuration, or no reference on the same items, exists."""
+    return measurement(backbone, tasks, measure, prompt_length, config).matrix
 
 
-def missing_pairs(backbone: str, tasks: list[str], measure: str) -> list[tuple[str, str]]:
-    """Ordered (source, target) pairs of distinct tasks with no measured transfer yet."""
-    M = measured_matrix(backbone, tasks, measure)
-    return [(s, t) for i, s in enumerate(tasks) for j, t in enumerate(tasks) if i != j and np.isnan(M[i, j])]
+def missing_pairs(backbone: str, tasks: list[str], measure: str, prompt_length: int | None = None,
+                  config: Mapping[str, Any] | Any | None = None) -> list[tuple[str, str]]:
+    """Ordered (source, target) pairs of distinct tasks with no run yet in the
+    configuration `measurement` picks (a pair whose run lacks a reference is not
+    missing: running it again would not help; see `Measurement.missing_references`)."""
+    runs = measurement(backbone, tasks, measure, prompt_length, config).runs
+    return [(s, t) for s in tasks for t in tasks if s != t and (s, t) not in runs]
 
 
 def validate_indicators(
     backbone: str, tasks: list[str] | None = None, measure: str = "zero-shot",
     metrics: list[str] | None = None, prompt_length: int = 20, n_inputs: int = 32,
+    config: Mapping[str, Any] | Any | None = None,
 ) -> dict:
-    """Rank correlation of every indicator (every registered one by default) with the measured transfer.
+    """Rank correlation of every indicator (every registered one by default) with the
+    measured transfer of one configuration (`measurement`): Spearman and Kendall with
+    bootstrap intervals, NDCG@3 and the top-beats-median rate (`rank_correlation`).
 
-    Returns {"tasks", "measure", "measured", "indicators": {metric: {"matrix", correlations...}}, "best"}."""
+    Returns {"tasks", "measure", "backbone", "config", "measured", "missing_references",
+    "indicators": {metric: {"matrix", correlations...}}, "best"}."""
     from .similarity import similarity_table, task_prompts
 
     metrics = list(metrics or INDICATORS.names())
@@ -117,9 +217,15 @@ def validate_indicators(
     MEASURES.get(measure)
     prompts = task_prompts(backbone, tasks, prompt_length)
     tasks = [p.task for p in prompts]
-    measured = measured_matrix(backbone, tasks, measure)
+    found = measurement(backbone, tasks, measure, prompt_length, config)
+    measured = found.matrix
     off_diag = ~np.eye(len(tasks), dtype=bool)
     if np.isnan(measured[off_diag]).all():
+        if found.runs:
+            raise PandaError(
+                f"{len(found.runs)} {measure} runs among these tasks on '{backbone}' ({found.config}) have no "
+                f"reference on the same test items for {', '.join(found.missing_references())}; run "
+                f"'{MEASURES.get(measure).reference}' on those targets with the same settings")
         raise PandaError(
             f"no {measure} transfer runs among these tasks on '{backbone}' yet; run transfers first "
             "(Transfer page, `python -m panda_core sweep`, or `report`)"
@@ -130,8 +236,9 @@ def validate_indicators(
         pred = np.array(table["matrix"])
         out[metric] = {"matrix": table["matrix"]} | rank_correlation(pred, measured)
     ranked = sorted(out, key=lambda m: -np.nan_to_num(out[m]["spearman_mean"], nan=-9))
-    return {"tasks": tasks, "measure": measure, "backbone": backbone,
+    return {"tasks": tasks, "measure": measure, "backbone": backbone, "config": found.config,
             "measured": [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in measured],
+            "missing_references": found.missing_references(),
             "indicators": out, "best": ranked[0] if ranked else None}
 
 
@@ -259,7 +366,7 @@ def rank_sources(backbone: str, target: str, indicators: Sequence[str], prompt_l
     out.sources = sorted(sources, key=lambda s: out.ranks[indicators[0]][s])
     jj = order.index(target)
     for measure in measures or MEASURES.names():
-        M = measured_matrix(backbone, order, measure)
+        M = measured_matrix(backbone, order, measure, prompt_length)
         out.measured[measure] = {s: None if np.isnan(M[order.index(s), jj]) else round(float(M[order.index(s), jj]), 4)
                                  for s in sources}
     return out
