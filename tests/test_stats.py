@@ -328,3 +328,14 @@ def test_rank_correlation_interval_reflects_strength_and_size():
     assert rank_correlation_ci([1, 2, float("nan"), 4], [1, 2, 3, float("nan")])["n"] == 2
     with pytest.raises(ValueError):
         rank_correlation_ci(x, x, "pearson")
+
+
+def test_importing_the_statistics_loads_neither_torch_nor_scipy_stats():
+    """The CLI reaches panda_core.stats (through ops and the indicators) on every call, refusals included."""
+    import subprocess
+    import sys
+
+    code = ("import sys, panda_core.stats, panda_core.indicators, panda_core.indicators.validation; "
+            "print('torch' in sys.modules, 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import bootstrap_mean_ci, rank_correlation_ci, retrieval_summary, target_columns
-
 
 def _nan_mean(values: list[float]) -> float:
     ok = [v for v in values if not np.isnan(v)]
@@ -24,7 +22,9 @@ def rank_correlation(predicted: np.ndarray, measured: np.ndarray, exclude_diagon
     bootstrap interval over pairs and scipy's p-value), NDCG@3 and the top-beats-median rate.
 
     Both arrays are (sources, targets); NaN in `measured` marks a missing run."""
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr  # on use: the CLI imports this package to build its parser
+
+    from ..stats import bootstrap_mean_ci, rank_correlation_ci, retrieval_summary, target_columns
 
     per_target = []
     pooled_p, pooled_m = [], []

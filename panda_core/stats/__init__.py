@@ -1,7 +1,8 @@
 """Statistics on every comparison the tool shows (issue 11, item 5).
 
-numpy + scipy.stats only (no torch at import), so the CLI, the report and the
-app's pages can import it cheaply:
+numpy + scipy.stats only, and no torch. scipy.stats is imported inside the
+functions that use it: it costs about a second, and the CLI reaches this
+package (through `ops` and the indicators) on every call, refusals included.
 
 - `items`: per-item correctness as a compact '0'/'1' string (runs store it
   under ``result["test_correct"]``);

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..errors import PandaError
 from .intervals import check_confidence
@@ -184,6 +183,7 @@ def sign_flip_test(cell_differences: Sequence[float] | np.ndarray, *, seed: int 
     """Two-sided p-value of "the mean cell difference is 0" by flipping signs (a
     paired permutation test): exact over all 2^k sign patterns when k <= 20 cells,
     else `MONTE_CARLO_SIGN_FLIPS` seeded draws (`scipy.stats.permutation_test`)."""
+    from scipy import stats  # on use (see the package docstring)
     d = np.asarray(cell_differences, dtype=float)
     if d.ndim != 1 or d.size == 0 or np.isnan(d).any():
         raise PandaError("the sign-flip test needs one finite difference per cell, at least one cell")

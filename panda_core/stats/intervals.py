@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..errors import PandaError
 from .items import as_bool_array
@@ -30,6 +29,7 @@ def check_confidence(confidence: float) -> None:
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of `successes` out of `n`. With n = 0 nothing is
     known and the interval is the whole range (0, 1)."""
+    from scipy import stats  # on use (see the package docstring)
     check_confidence(confidence)
     successes, n = int(successes), int(n)
     if n < 0 or not 0 <= successes <= max(n, 0):
@@ -68,6 +68,7 @@ def bootstrap_mean_ci(values: Sequence[float] | np.ndarray, *, confidence: float
     """Percentile bootstrap interval of the mean of independent values (e.g. an
     accuracy over seeds, or a per-target correlation over targets), via
     `scipy.stats.bootstrap`. NaNs are dropped; fewer than two values give (nan, nan)."""
+    from scipy import stats  # on use (see the package docstring)
     check_confidence(confidence)
     arr = np.asarray(values, dtype=float)
     arr = arr[~np.isnan(arr)]

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..errors import PandaError
 from .intervals import check_confidence
@@ -63,6 +62,7 @@ class PairedDifference(Difference):
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided exact McNemar p-value of paired bool arrays (1.0 with no discordant pair)."""
+    from scipy import stats  # on use (see the package docstring)
     only_a = int(np.sum(a & ~b))
     only_b = int(np.sum(~a & b))
     if only_a + only_b == 0:
@@ -76,6 +76,7 @@ def paired_difference(a_correct: Any, b_correct: Any, *, confidence: float = 0.9
     (per-item correctness: bools, 0/1 or tensors, in the same item order).
 
     Refuses arrays of different lengths: they are not the same items."""
+    from scipy import stats  # on use (see the package docstring)
     check_confidence(confidence)
     a, b = as_bool_array(a_correct), as_bool_array(b_correct)
     if a.size != b.size:

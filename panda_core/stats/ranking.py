@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from .intervals import check_confidence
 
@@ -25,6 +24,7 @@ METHODS = ("spearman", "kendall")
 
 def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Spearman's rho along `axis` (Pearson on mid-ranks), vectorised over resamples."""
+    from scipy import stats  # on use (see the package docstring)
     rx, ry = (stats.rankdata(v, axis=axis) for v in (x, y))
     rx = rx - rx.mean(axis=axis, keepdims=True)
     ry = ry - ry.mean(axis=axis, keepdims=True)
@@ -50,6 +50,7 @@ def rank_correlation_ci(indicator: Sequence[float] | np.ndarray, measured: Seque
     (here: source-target pairs, treated as exchangeable). Resamples whose values
     are all tied have no correlation and are left out of the interval. Fewer
     than 3 pairs, or a constant side, give NaN throughout."""
+    from scipy import stats  # on use (see the package docstring)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     check_confidence(confidence)
