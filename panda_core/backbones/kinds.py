@@ -22,7 +22,10 @@ segment 0), and a model whose embeddings use segments gets them
 (``segment_embeddings``; BERT-style encoders do, MPNet does not).
 
 Shapes: ``emb``/``embeds`` (B, L, d), ``mask`` (B, L), ``hidden`` (B, L, d);
-``start`` is where the prompt's n rows begin.
+``start`` is where the prompt's n rows begin. ``run(module, embeds, mask,
+**kwargs)`` performs a forward (`plain_run` by default; a deep prompt's
+driver puts its per-layer prefixes in front, `prompts.deep.driver`, and is
+spliced as zero rows, n = 0).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from __future__ import annotations
 import abc
 import importlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -128,9 +131,10 @@ class BackboneKind(abc.ABC):
         """The part of `model` that returns hidden states (without an LM head)."""
         return getattr(model, "base_model", model)
 
-    def trunk(self, model: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def trunk(self, model: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor,
+              run: Runner | None = None) -> torch.Tensor:
         """Last hidden states (B, L, d) of the trunk."""
-        return _hidden(self.trunk_module(model)(inputs_embeds=embeds, attention_mask=mask))
+        return _hidden((run or plain_run)(self.trunk_module(model), embeds, mask))
 
     @abc.abstractmethod
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
@@ -146,9 +150,9 @@ class BackboneKind(abc.ABC):
         vocabulary logits at the scoring position (B, V)."""
 
     def forward_outputs(self, model: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor,
-                        start: int, n: int) -> torch.Tensor:
+                        start: int, n: int, run: Runner | None = None) -> torch.Tensor:
         """One forward of `model` on ready embeddings, read by `read_outputs`."""
-        return self.read_outputs(model(inputs_embeds=embeds, attention_mask=mask), mask, start, n)
+        return self.read_outputs((run or plain_run)(model, embeds, mask), mask, start, n)
 
     @abc.abstractmethod
     def class_scores(self, scoring: LabelScoring, outputs: torch.Tensor) -> torch.Tensor:
@@ -161,6 +165,13 @@ class BackboneKind(abc.ABC):
 
 
 KINDS: Registry[BackboneKind] = Registry("backbone kind")
+
+Runner = Callable[..., Any]
+
+
+def plain_run(module: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> Any:
+    """One forward of `module` on ready input embeddings (the default ``run``)."""
+    return module(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
 
 def _hidden(out: Any) -> torch.Tensor:
@@ -219,7 +230,7 @@ class _ClsFirst(BackboneKind):
         extra = self.slot(embedding, tokenizer, bsz, emb.device)
         if extra is not None:
             parts.append(extra)
-            masks.append(ones[:, : extra.shape[1]])
+            masks.append(torch.ones(extra.shape[:2], dtype=attention_mask.dtype, device=emb.device))
         parts.append(emb[:, 1:])
         masks.append(attention_mask[:, 1:])
         return torch.cat(parts, 1), torch.cat(masks, 1), 1
@@ -341,20 +352,27 @@ class CausalLMKind(BackboneKind):
         logits = out.logits
         return logits[torch.arange(logits.shape[0], device=logits.device), mask.sum(1) - 1]
 
-    def forward_outputs(self, model, embeds, mask, start, n):
+    def forward_outputs(self, model, embeds, mask, start, n, run=None):
+        run = run or plain_run
         if not _keeps_logits(model):
-            return self.read_outputs(model(inputs_embeds=embeds, attention_mask=mask), mask, start, n)
+            return self.read_outputs(run(model, embeds, mask), mask, start, n)
         # the LM head only at the rows' last positions, not at every position
         rows = torch.arange(embeds.shape[0], device=embeds.device)
         keep, where = torch.unique(mask.sum(1) - 1, return_inverse=True)
-        return model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits[rows, where]
+        return run(model, embeds, mask, logits_to_keep=keep).logits[rows, where]
 
     def class_scores(self, scoring, outputs):
         return outputs[:, scoring.verbalizer_ids()]
 
     def prompt_alone(self, backbone, prompt):
-        """``<soft>`` alone; ON reads its last row."""
-        p = prompt.to(backbone.embeddings().weight.dtype).unsqueeze(0)
+        """``<soft>`` alone; ON reads its last row. With no rows (a deep prompt
+        acts in the layers): the BOS (else EOS) token alone, read there."""
+        emb = backbone.embeddings()
+        p = prompt.to(emb.weight.dtype).unsqueeze(0)
+        if p.shape[1] == 0:
+            tok = backbone.tokenizer
+            first = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            p = emb(torch.tensor([[first]], device=p.device))
         return p, p.shape[1] - 1
 
 

@@ -1,4 +1,5 @@
-"""Soft prompts: the artifact (`SoftPrompt`), how a fresh one is initialised,
+"""Soft prompts: the artifact (`SoftPrompt`), its type (`PROMPT_TYPES`: input-level
+rows or per-layer deep prefixes), how a fresh one is initialised,
 how a frozen backbone is driven and scored by one (`PromptScorer`), and the
 file formats prompts travel in (our safetensors file, PEFT adapters).
 
@@ -24,6 +25,7 @@ from .formats import (
 )
 from .init import PromptInit, init_prompt, initial_tensor, recorded_init, task_seed
 from .soft_prompt import SoftPrompt, check_tensor
+from .types import PROMPT_TYPES, PromptGeometry, prompt_type_of
 
 # name -> submodule, imported on first access (these modules import torch)
 _LAZY = {
@@ -34,11 +36,14 @@ _LAZY = {
     "write_peft_adapter": "peft",
     "read_peft_adapter": "peft",
     "peft_prompt_embeddings": "peft",
+    "deep_forward": "deep",
+    "write_prefix_adapter": "peft_prefix",
+    "read_prefix_adapter": "peft_prefix",
 }
 
 __all__ = [
     "ALL_DTYPES", "FLOAT_DTYPES", "MAX_HEADER_BYTES", "MAX_PROMPT_BYTES", "MAX_TENSORS",
-    "PromptInit", "SoftPrompt", "check_tensor", "init_prompt", "initial_tensor", "inspect_safetensors",
+    "PROMPT_TYPES", "PromptGeometry", "PromptInit", "SoftPrompt", "prompt_type_of", "check_tensor", "init_prompt", "initial_tensor", "inspect_safetensors",
     "recorded_init", "task_seed",
     "read_prompt_file", "sha256_file", *_LAZY,
 ]

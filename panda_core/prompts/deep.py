@@ -247,3 +247,20 @@ def deep_from_input(model: torch.nn.Module, prompt: torch.Tensor) -> torch.Tenso
     values = torch.stack([v[0] for _, v in pairs])
     out = torch.stack([keys, values], 1)  # (L, 2, H, n, hd)
     return out.transpose(2, 3).reshape(geo.num_layers, 2, prompt.shape[0], geo.kv_width).detach().clone()
+
+
+# ------------------------------------------------------- the scorer's driver
+def is_deep(prompt: Any) -> bool:
+    """Whether a prompt tensor is a deep prompt: (L, 2, n, w), or (B, L, 2, n, w) one per row."""
+    return isinstance(prompt, torch.Tensor) and prompt.dim() >= 4
+
+
+def driver(deep_prompt: torch.Tensor) -> Any:
+    """A ``run(module, embeds, mask, **kwargs)`` for the backbone kinds' `trunk` /
+    `forward_outputs` that drives `module` with the deep prompt in every layer
+    (the kinds stay prompt-type-agnostic: they only call ``run``)."""
+
+    def run(module: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> Any:
+        return deep_forward(module, embeds, mask, deep_prompt, **kwargs)
+
+    return run

@@ -148,7 +148,13 @@ def _clean_meta(meta: dict, name: str, tensor) -> dict:
     if "scores" in out and not all(isinstance(k, str) and (v is None or isinstance(v, (int, float)))
                                    for k, v in out["scores"].items()):
         raise PandaError(f"{name}: metadata 'scores' must map names to numbers; export the prompt again")
-    for key, actual in (("length", tensor.shape[0]), ("hidden_size", tensor.shape[1])):
+    from .types import prompt_type_of
+
+    kind = prompt_type_of(tensor).name
+    if meta.get("prompt_type", kind) != kind:
+        raise PandaError(f"{name}: metadata says a {str(meta['prompt_type'])[:20]} prompt but the tensor "
+                         f"{tuple(tensor.shape)} is a {kind} prompt (file edited or corrupt); export the prompt again")
+    for key, actual in (("length", tensor.shape[-2]), ("hidden_size", tensor.shape[-1])):
         if key in meta and meta[key] != actual:
             raise PandaError(f"{name}: metadata says {key} {str(meta[key])[:20]} but the tensor has {actual} "
                              "(file edited or corrupt); export the prompt again")
@@ -171,9 +177,9 @@ def read_prompt_file(path: Path) -> SoftPrompt:
     info = header["prompt"]
     if info["dtype"] not in FLOAT_DTYPES:
         raise PandaError(f"{path.name}: prompt dtype {info['dtype']} is not a float type; save it as float32")
-    if len(info["shape"]) != 2:
-        raise PandaError(f"{path.name}: a prompt must be a 2-D tensor (tokens x hidden), got shape "
-                         f"{tuple(info['shape'])}")
+    if len(info["shape"]) not in (2, 4):
+        raise PandaError(f"{path.name}: a prompt must be (tokens x hidden) for an input prompt or (layers, 2, "
+                         f"tokens, width) for a deep prompt, got shape {tuple(info['shape'])}")
     for key, hinfo in header.items():
         if key.startswith("head.") and hinfo["dtype"] not in FLOAT_DTYPES:
             raise PandaError(f"{path.name}: head tensor '{key[5:45]}' has dtype {hinfo['dtype']}; save it as float32")
@@ -200,8 +206,8 @@ def read_prompt_file(path: Path) -> SoftPrompt:
     elif head is not None:
         w, b = head.get("weight"), head.get("bias")
         if (set(head) != {"weight", "bias"} or w.dim() != 2 or b.dim() != 1 or w.shape[0] != b.shape[0]
-                or w.shape[1] != tensor.shape[1] or w.shape[0] < 1):
-            raise PandaError(f"{path.name}: its head must be weight (classes x {tensor.shape[1]}) and bias "
+                or (tensor.dim() == 2 and w.shape[1] != tensor.shape[1]) or w.shape[0] < 1):
+            raise PandaError(f"{path.name}: its head must be weight (classes x {tensor.shape[-1]}) and bias "
                              "(classes); export the prompt again")
         if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
             raise PandaError(f"{path.name}: its head contains NaN or Inf values; retrain or re-export it")

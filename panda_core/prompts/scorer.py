@@ -9,6 +9,13 @@ is scored the readout's (`prompts.readouts`: mean of the text states, a
 designated position, class vectors, pair features, label words), so this
 class holds no per-kind or per-readout branch.
 
+A deep prompt ((L, 2, n, w), `prompts.types`) is not spliced: it enters
+every layer's attention through `prompts.deep.driver`, and the text is laid
+out as for an input prompt of zero rows (a masked LM keeps its ``<mask>``),
+so every read position is computed with n = 0 (`prepare`). The text budget is
+the same for both types (the same items are seen, so paired comparisons of
+deep and input prompts hold; positions still shift by n on BERT/Llama).
+
 A readout's trainable parameters (class vectors, the pair head), or the
 optional linear head over its features, are passed as ``head``; both are
 per task, counted and reported.
@@ -23,9 +30,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..backbones.kinds import KINDS
+from ..backbones.kinds import KINDS, Runner
 from ..errors import PandaError
-from . import readouts
+from . import deep, readouts
 from .encoding import Batch, Encoded, batches, collate, encode_examples
 
 if TYPE_CHECKING:
@@ -44,7 +51,8 @@ class PromptScorer:
         model: override the backbone's module (model tuning trains a copy).
         readout: a `READOUTS` name; "auto"/None: the backbone kind's default.
 
-    Shapes: ``prompt`` is (n, d) or (B, n, d); ``logits`` returns (B, C).
+    Shapes: ``prompt`` is (n, d) or (B, n, d) (input-level), (L, 2, n, w) or
+    (B, L, 2, n, w) (deep); ``logits`` returns (B, C).
     """
 
     def __init__(
@@ -141,6 +149,23 @@ class PromptScorer:
             mask = torch.cat([mask[:, :at], torch.ones_like(mask[:, :1]), mask[:, at:]], 1)
         return embeds, mask, start
 
+    def prepare(self, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int, Runner | None]:
+        """(embeds, mask, start, n, run) for a prompt of either type: an input
+        prompt is spliced (n rows, `run` None: the plain forward); a deep prompt
+        splices zero rows (n = 0) and `run` drives the model with its prefixes."""
+        if not deep.is_deep(prompt):
+            embeds, mask, start = self.splice(batch, prompt)
+            return embeds, mask, start, prompt.shape[-2], None
+        width = self.model.get_input_embeddings().embedding_dim
+        embeds, mask, start = self.splice(batch, prompt.new_zeros(0, width))
+        return embeds, mask, start, 0, deep.driver(prompt)
+
+    def states(self, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """(hidden, mask, start, n): the trunk's last states driven by a prompt
+        of either type, with what reads them needs (ON hooks this forward)."""
+        embeds, mask, start, n, run = self.prepare(batch, prompt)
+        return self.trunk(embeds, mask, run), mask, start, n
+
     def spliced_segments(self, batch: Batch, width: int, start: int) -> torch.Tensor | None:
         """(B, width) segment ids of the spliced sequence (prompt rows and slot: 0)."""
         if batch.token_type_ids is None:
@@ -149,9 +174,9 @@ class PromptScorer:
         inserted = torch.zeros((seg.shape[0], width - seg.shape[1]), dtype=seg.dtype, device=seg.device)
         return torch.cat([seg[:, :start], inserted, seg[:, start:]], 1)
 
-    def trunk(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states (B, L, d) of the frozen trunk."""
-        return self.kind_impl.trunk(self.model, embeds, mask)
+    def trunk(self, embeds: torch.Tensor, mask: torch.Tensor, run: Runner | None = None) -> torch.Tensor:
+        """Last hidden states (B, L, d) of the frozen trunk (`run`: see `prepare`)."""
+        return self.kind_impl.trunk(self.model, embeds, mask, run)
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
         """(B, F) any per-position states (hidden states, activations) read where
@@ -164,8 +189,9 @@ class PromptScorer:
         return self.readout.positions(self, mask, start, n)
 
     def prompt_alone(self, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Embeddings (1, L, d) of the prompt with no task text, and the position ON reads."""
-        return self.kind_impl.prompt_alone(self.backbone, prompt)
+        """Embeddings (1, L, d) of the prompt with no task text, and the position ON reads
+        (a deep prompt: the layout with no prompt rows; drive it with `deep.driver`)."""
+        return prompt_alone(self.backbone, prompt)
 
     def autocast(self):
         """bf16 autocast on CUDA; nothing on CPU (where bf16 matmuls are slower)."""
@@ -178,8 +204,8 @@ class PromptScorer:
         of the text states, the `[CLS]`/`<mask>`/last state, or pair features.
         PANDA's task embedding averages these over a task's inputs."""
         with self.autocast():
-            embeds, mask, start = self.splice(batch, prompt)
-            return self._read(batch, self.trunk(embeds, mask), mask, start, prompt.shape[-2])
+            hidden, mask, start, n = self.states(batch, prompt)
+            return self._read(batch, hidden, mask, start, n)
 
     def _read(self, batch: Batch | None, hidden: torch.Tensor, mask: torch.Tensor, start: int,
               n: int) -> torch.Tensor:
@@ -207,20 +233,20 @@ class PromptScorer:
         Independent of the task's labels, so one forward of a batch that mixes
         tasks serves every task's `class_scores` (multitask training)."""
         with self.autocast():
-            embeds, mask, start = self.splice(batch, prompt)
-            n = prompt.shape[-2]
+            embeds, mask, start, n, run = self.prepare(batch, prompt)
             if self.readout.lm_head:
-                out = self.kind_impl.forward_outputs(self.model, embeds, mask, start, n)
+                out = self.kind_impl.forward_outputs(self.model, embeds, mask, start, n, run)
             else:
-                out = self._read(batch, self.trunk(embeds, mask), mask, start, n)
+                out = self._read(batch, self.trunk(embeds, mask, run), mask, start, n)
         return out.float()
 
-    def outputs_from_embeds(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, n: int) -> torch.Tensor:
+    def outputs_from_embeds(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, n: int,
+                            run: Runner | None = None) -> torch.Tensor:
         """`scoring_outputs` (in the model's dtype) from ready input embeddings
         (without segment ids: a pair readout then reads one segment)."""
         if self.readout.lm_head:
-            return self.kind_impl.forward_outputs(self.model, embeds, mask, start, n)
-        return self._read(None, self.trunk(embeds, mask), mask, start, n)
+            return self.kind_impl.forward_outputs(self.model, embeds, mask, start, n, run)
+        return self._read(None, self.trunk(embeds, mask, run), mask, start, n)
 
     def class_scores(self, outputs: torch.Tensor, head: torch.nn.Module | None = None) -> torch.Tensor:
         """(B, C) class scores of this task from `head_inputs` rows: a linear
@@ -301,3 +327,12 @@ class PromptScorer:
         """Accuracy of the prompt on (the first `limit` examples of) a split."""
         correct = self.correct_items(enc, prompt, head, batch_size, limit)
         return float(correct.sum()) / max(len(correct), 1)
+
+
+def prompt_alone(backbone, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Su et al.'s probe input for a prompt of either type: embeddings (1, L, d)
+    and the position read. A deep prompt has no rows to place: the kind's
+    layout with zero rows (its prefixes enter through `deep.driver`)."""
+    if deep.is_deep(prompt):
+        prompt = prompt.new_zeros(0, backbone.embeddings().embedding_dim)
+    return backbone.kind_impl.prompt_alone(backbone, prompt)

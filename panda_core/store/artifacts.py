@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..prompts import SoftPrompt
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,120}$")
-_LIST_COLUMNS = "id, task, backbone, method, length, hidden_size, seed, created, meta"
+_LIST_COLUMNS = "id, task, backbone, method, length, hidden_size, seed, created, prompt_type, meta"
 
 
 def new_prompt_id(prompt: SoftPrompt) -> str:
@@ -54,9 +54,11 @@ def register_prompt_row(conn: sqlite3.Connection, prompt_id: str, meta: dict[str
     """Insert (or replace) the row of a prompt file from its metadata (the
     sidecar's fields): used by `save_prompt` and by `doctor` rebuilding the registry."""
     conn.execute(
-        "INSERT OR REPLACE INTO prompts VALUES (?,?,?,?,?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO prompts (id, task, backbone, method, length, hidden_size, seed, sha256, created, "
+        "meta, prompt_type) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (prompt_id, meta["task"], meta["backbone"], meta["method"], int(meta["length"]), int(meta["hidden_size"]),
-         meta.get("seed"), digest, float(meta["created"]), json.dumps(meta, default=str)),
+         meta.get("seed"), digest, float(meta["created"]), json.dumps(meta, default=str),
+         str(meta.get("prompt_type") or "input")),
     )
 
 
@@ -135,12 +137,13 @@ def load_prompt(
 
 
 def list_prompts(backbone: str | None = None, task: str | None = None, method: str | None = None,
-                 length: int | None = None) -> list[dict]:
+                 length: int | None = None, prompt_type: str | None = None) -> list[dict]:
     """Registered prompts matching the filters, oldest first (ties by id), each
-    {"id", "task", "backbone", "method", "length", "hidden_size", "seed", "created", "scores"}."""
+    {"id", "task", "backbone", "method", "length", "hidden_size", "seed", "created", "prompt_type", "scores"}."""
     sql = f"SELECT {_LIST_COLUMNS} FROM prompts WHERE 1=1"
     args: list[Any] = []
-    for col, val in (("backbone", backbone), ("task", task), ("method", method), ("length", length)):
+    for col, val in (("backbone", backbone), ("task", task), ("method", method), ("length", length),
+                     ("prompt_type", prompt_type)):
         if val is not None:
             sql += f" AND {col} = ?"
             args.append(val)
@@ -150,28 +153,31 @@ def list_prompts(backbone: str | None = None, task: str | None = None, method: s
     return rows
 
 
-def latest_prompt(task: str, backbone: str, method: str = "pt", length: int | None = None) -> dict | None:
+def latest_prompt(task: str, backbone: str, method: str = "pt", length: int | None = None,
+                  prompt_type: str = "input") -> dict | None:
     """THE rule for "the prompt of a task": its newest prompt (latest `created`,
-    ties broken by id) of `method` on `backbone`, of `length` tokens when
-    given; the row as `list_prompts` gives it, or None."""
-    rows = list_prompts(backbone=backbone, task=task, method=method, length=length)
+    ties broken by id) of `method` on `backbone` and of `prompt_type` (a deep
+    prompt never stands in for an input-level one, nor the reverse), of
+    `length` tokens when given; the row as `list_prompts` gives it, or None."""
+    rows = list_prompts(backbone=backbone, task=task, method=method, length=length, prompt_type=prompt_type)
     return rows[-1] if rows else None  # list_prompts is oldest first
 
 
 def latest_prompts(backbone: str, method: str = "pt", length: int | None = None,
-                   tasks: list[str] | None = None) -> dict[str, dict]:
+                   tasks: list[str] | None = None, prompt_type: str = "input") -> dict[str, dict]:
     """`latest_prompt` for every task at once (one query): {task: row}, for
     `tasks` only when given; tasks without a prompt are absent."""
     newest: dict[str, dict] = {}
-    for row in list_prompts(backbone=backbone, method=method, length=length):  # oldest first
+    for row in list_prompts(backbone=backbone, method=method, length=length, prompt_type=prompt_type):
         if tasks is None or row["task"] in tasks:
             newest[row["task"]] = row
     return newest
 
 
-def latest_prompt_id(task: str, backbone: str, method: str = "pt", length: int | None = None) -> str | None:
+def latest_prompt_id(task: str, backbone: str, method: str = "pt", length: int | None = None,
+                     prompt_type: str = "input") -> str | None:
     """The id of `latest_prompt(...)`, or None."""
-    row = latest_prompt(task, backbone, method, length)
+    row = latest_prompt(task, backbone, method, length, prompt_type)
     return row["id"] if row else None
 
 

@@ -61,20 +61,23 @@ CREATE TABLE IF NOT EXISTS curves (
 
 _READY: set[str] = set()  # databases whose schema this process has checked
 _RUN_COLUMNS = {"owner": "TEXT"}  # added after the first release: migrated in place
+#: prompts-table columns added later (rows from before deep prompts are input-level prompts)
+_PROMPT_COLUMNS = {"prompt_type": "TEXT NOT NULL DEFAULT 'input'"}
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Create the schema and add the columns newer versions need."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(SCHEMA)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
-    for col, kind in _RUN_COLUMNS.items():
-        if col not in have:
-            try:
-                conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
-            except sqlite3.OperationalError as err:  # another process added it first
-                if "duplicate column" not in str(err):
-                    raise
+    for table, columns in (("runs", _RUN_COLUMNS), ("prompts", _PROMPT_COLUMNS)):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+        for col, kind in columns.items():
+            if col not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
+                except sqlite3.OperationalError as err:  # another process added it first
+                    if "duplicate column" not in str(err):
+                        raise
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
