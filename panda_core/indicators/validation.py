@@ -86,17 +86,22 @@ def steps_to_reach(curve: list, threshold: float | None) -> int | None:
 
 
 # ------------------------------------------------------------ measured
+#: not a setting: the parameters a background job was submitted with, kept next to the settings they resolved to
+JOB_KEY = "job"
+
+
 def _flat(config: Any) -> dict[str, Any]:
     """A stored (or given) config as one flat dict: a transfer's `train` settings
     next to its method knobs (a TrainConfig / TransferConfig or a dict)."""
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    cfg.pop(JOB_KEY, None)
     train = cfg.get("train")
     return {**train, **{k: v for k, v in cfg.items() if k != "train"}} if isinstance(train, dict) else cfg
 
 
 def _train_part(run: Mapping[str, Any]) -> dict[str, Any]:
     cfg = run.get("config") or {}
-    return dict(cfg["train"]) if isinstance(cfg.get("train"), dict) else dict(cfg)
+    return dict(cfg["train"]) if isinstance(cfg.get("train"), dict) else {k: v for k, v in cfg.items() if k != JOB_KEY}
 
 
 def run_settings(run: Mapping[str, Any], measure: Measure) -> dict[str, Any]:

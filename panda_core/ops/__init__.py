@@ -7,7 +7,9 @@ does one piece of work, records it as a run (through the one lifecycle,
 - `prompt_files`: import_prompt / export_prompt; run_projection (`crossmodel`) is re-exported here;
 - `jobs` / `job_kinds`: background jobs (submit, cancel, retry, wait, reap, work) and the JOB_KINDS registry;
 - `sweep`: run_sweep (many transfers, resumable; local processes or Ray);
-- `doctor`: check (and repair) the cache.
+- `doctor`: check (and repair) the cache;
+- `compare`: accuracies with their intervals and paired comparisons of runs, as the app shows them;
+  `measuring`: measure_plan, the runs that complete a measured transfer matrix in one configuration.
 
 Names are imported on first use, so importing `panda_core.ops` (as every
 waiting job worker does) loads no torch.
@@ -30,6 +32,9 @@ _LAZY = {
     "JOB_KINDS": ".job_kinds", "JobKind": ".job_kinds", "JobContext": ".job_kinds",
     "run_sweep": ".sweep", "plan": ".sweep",
     "check": ".doctor",
+    "accuracy_of": ".compare", "dev_accuracy_of": ".compare", "compare_runs": ".compare",
+    "comparisons": ".compare", "indicator_summary": ".compare", "reference_run_of_prompt": ".compare",
+    "verdict": ".compare", "measure_plan": ".measuring", "MeasurePlan": ".measuring",
 }
 
 __all__ = sorted(_LAZY)

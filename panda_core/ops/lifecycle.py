@@ -47,7 +47,11 @@ def recorded(kind: str, method: str, target: str, backbone: str, config: dict, *
     if run_id is None:
         run_id = store.create_run(kind, method, target, backbone, config, source=source, key=key)
     else:
-        store.update_run(run_id, status="running", key=key)
+        # a queued job's row holds only the job's parameters; record the settings the run resolved to next to
+        # them (as a direct run records them), so readers of run settings see one form whoever started the run
+        job = ((store.get_run(run_id) or {}).get("config") or {}).get("job")
+        resolved = (dict(config) | ({"job": job} if job is not None else {})) if config else None
+        store.update_run(run_id, status="running", key=key, config=resolved)
     handle = RunHandle(run_id)
     try:
         yield handle

@@ -108,10 +108,12 @@ def create_run(
 
 def update_run(run_id: str, status: str | None = None, result: dict | None = None,
                error: str | None = None, prompt_id: str | None = None, pid: int | None = None,
-               progress: dict | None = None, cancel: bool | None = None, key: str | None = None) -> None:
+               progress: dict | None = None, cancel: bool | None = None, key: str | None = None,
+               config: dict | None = None) -> None:
     """Update a run in one transaction. Setting status "running" makes this
     process the run's owner; `key` names the work a queued run turned out to be
-    (so identical work submitted later finds and reuses it)."""
+    (so identical work submitted later finds and reuses it), `config` the
+    settings it resolved to."""
     sets, args = ["updated = ?"], [time.time()]
     if progress is not None:
         sets.append("progress = ?")
@@ -129,6 +131,9 @@ def update_run(run_id: str, status: str | None = None, result: dict | None = Non
     if result is not None:
         sets.append("result = ?")
         args.append(json.dumps(result, default=str))
+    if config is not None:
+        sets.append("config = ?")
+        args.append(json.dumps(config, default=str))
     with transaction() as conn:
         conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
 
