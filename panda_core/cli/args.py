@@ -134,6 +134,22 @@ def readout_choices() -> RegistryChoices:
     return _readouts()
 
 
+def _prompt_types():
+    from ..prompts import PROMPT_TYPES
+
+    return PROMPT_TYPES
+
+
+def prompt_type_choices() -> RegistryChoices:
+    return _registry("prompt type", _prompt_types)
+
+
+def add_prompt_type(sp: argparse.ArgumentParser) -> None:
+    """--prompt-type: which `PROMPT_TYPES` entry is trained or read (default input)."""
+    sp.add_argument("--prompt-type", **prompt_type_choices().argument(
+        help="input: n x d rows in the input embeddings; deep: per-layer key/value prefixes (P-tuning v2)"))
+
+
 def projector_choices() -> RegistryChoices:
     return _enum("projector method", _projector_methods)
 

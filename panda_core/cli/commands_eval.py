@@ -9,7 +9,7 @@ import argparse
 from typing import Any
 
 from . import checks
-from .args import add_check, metric_choices, projector_choices
+from .args import add_check, add_prompt_type, metric_choices, projector_choices, prompt_type_choices
 from .base import Prepared, command, log, tqdm_progress
 
 
@@ -26,6 +26,7 @@ def _similarity_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--backbone", default="minilm")
     sp.add_argument("--tasks", nargs="*")
     sp.add_argument("--prompt-len", type=int, default=20)
+    add_prompt_type(sp)
     sp.add_argument("--layers", help="ON layer window start:end (end exclusive)")
     sp.add_argument("--n-inputs", type=int, default=32, help="target inputs for the PANDA metric")
     sp.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -41,6 +42,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
     n_inputs = checks.count(args.n_inputs, "--n-inputs")
     tasks = checks.tasks(args.tasks, "--tasks") or None
     metric = metric_choices().resolve(args.metric)
+    kind = prompt_type_choices().resolve(args.prompt_type or "input")
     bb = checks.backbone(args.backbone)
     window = checks.layer_window(args.layers, bb)
     extra = checks.indicator_options(metric, args.option)
@@ -50,12 +52,12 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
         from ..indicators.similarity import task_prompts
 
         checks.require_store(f"the {metric} matrix", bb["name"], length, (tasks or [None])[0])
-        prompts = task_prompts(bb["name"], tasks, length)
+        prompts = task_prompts(bb["name"], tasks, length, kind)
         ind = INDICATORS.get(metric)
         accepted = {o.name for o in ind.options}
         options = {k: v for k, v in (("layers", window), ("n_inputs", n_inputs)) if k in accepted} | extra
         return {"command": "similarity", "metric": metric, "label": ind.label, "family": ind.family,
-                "needs_backbone": ind.needs_backbone, "backbone": bb, "prompt_length": length,
+                "needs_backbone": ind.needs_backbone, "backbone": bb, "prompt_length": length, "prompt_type": kind,
                 "tasks": [p.task for p in prompts], "prompt_ids": [p.prompt_id for p in prompts],
                 "options": options}
 
@@ -63,7 +65,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
         from ..indicators.similarity import similarity_table
 
         return similarity_table(metric, args.backbone, tasks, prompt_length=length, layers=window,
-                                n_inputs=n_inputs, options=extra)
+                                n_inputs=n_inputs, options=extra, prompt_type=kind)
 
     return Prepared(plan, run)
 

@@ -19,6 +19,7 @@ from .args import (
     add_budget,
     add_check,
     add_limits,
+    add_prompt_type,
     kd_form_choices,
     method_choices,
     readout_choices,
@@ -42,6 +43,7 @@ def _train_arguments(sp: argparse.ArgumentParser) -> None:
     add_budget(sp)
     sp.add_argument("--head", action="store_true", help="also train a per-task linear head")
     sp.add_argument("--readout", **readout_choices().argument(help="how classes are read (default auto: the kind's)"))
+    add_prompt_type(sp)
     add_seeds(sp)
     add_limits(sp)
     add_check(sp)
@@ -89,6 +91,7 @@ def _transfer_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--teacher", **teacher_choices().argument("pot"))
     sp.add_argument("--student-init", **student_init_choices().argument("source"))
     sp.add_argument("--readout", **readout_choices().argument(help="how classes are read (default auto: the kind's)"))
+    add_prompt_type(sp)
     sp.add_argument("--from-source", action="store_true",
                     help="model tuning: start from the source prompt (default: a fresh prompt, no source)")
     sp.add_argument("--no-reuse", action="store_true", help="rerun even if an identical run is stored")
@@ -167,6 +170,7 @@ def _sweep_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     add_budget(sp, lr=False, batch=False)
+    add_prompt_type(sp)
     sp.add_argument("--train-limit", type=int, help="use only the first N training examples of each target")
     add_check(sp)
 
@@ -194,7 +198,8 @@ def cmd_sweep(args: argparse.Namespace) -> Prepared:
         from .. import store
 
         needed = needed_prompts(jobs, sources + targets)
-        have = store.latest_prompts(bb["name"], "pt", train.prompt_length, needed) if checks.store_exists() else {}
+        have = store.latest_prompts(bb["name"], "pt", train.prompt_length, needed,
+                                    train.prompt_type) if checks.store_exists() else {}
         return {"command": "sweep", "backbone": bb, "executor": args.executor, "workers": workers,
                 "threads_per_worker": max(1, cores() // workers), "config": cfg.to_dict(), "jobs": jobs,
                 "needed_prompts": needed, "missing_prompts": [t for t in needed if t not in have]}

@@ -48,6 +48,10 @@ class PromptProjector(torch.nn.Module):
         self.norm = torch.nn.LayerNorm(d_target)
 
     def forward(self, prompt: torch.Tensor) -> torch.Tensor:
+        if prompt.dim() >= 4:
+            raise PandaError(f"this projector maps input-level prompts ({self.length} x {self.d_source}); a deep "
+                             f"prompt {tuple(prompt.shape)} holds one backbone's per-layer keys and values and "
+                             "cannot be projected to another backbone")
         if prompt.shape[-2:] != (self.length, self.d_source):
             raise PandaError(
                 f"projector expects prompts of shape ({self.length}, {self.d_source}), got {tuple(prompt.shape)}"

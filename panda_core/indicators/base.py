@@ -140,17 +140,25 @@ INDICATORS: Registry[Indicator] = Registry("indicator")
 
 # ----------------------------------------------------------------- helpers
 def stack_prompts(prompts: Sequence[torch.Tensor | SoftPrompt]) -> torch.Tensor:
-    """(K, n, d) float32 CPU tensor of K prompts of one shape and one backbone."""
+    """(K, n, D) float32 CPU tensor of K prompts of one type, shape and backbone:
+    each prompt's `PromptType.rows` (an input prompt's (n, d) rows; a deep
+    prompt's flattened per-layer prefixes, D = L * 2 * w)."""
+    from ..prompts.types import prompt_type_of
+
     tensors = [p.tensor if isinstance(p, SoftPrompt) else p for p in prompts]
     if not tensors:
         raise PandaError("no prompts to compare; train prompts first")
+    types = [prompt_type_of(t) for t in tensors]
+    if len({t.name for t in types}) > 1:
+        raise PandaError(f"prompts mix types ({', '.join(sorted({t.name for t in types}))}); compare prompts of "
+                         "one type (--prompt-type)")
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
         raise PandaError(f"prompts have different shapes {sorted(shapes)}; compare prompts of one backbone and length")
     backbones = {p.backbone for p in prompts if isinstance(p, SoftPrompt)}
     if len(backbones) > 1:
         raise PandaError(f"prompts come from different backbones {sorted(backbones)}; compare one backbone at a time")
-    return torch.stack([t.detach().float().cpu() for t in tensors])
+    return torch.stack([kind.rows(t.detach().float().cpu()) for kind, t in zip(types, tensors, strict=True)])
 
 
 def tensor_of(prompt: SoftPrompt | torch.Tensor) -> torch.Tensor:

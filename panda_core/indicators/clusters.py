@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import store
 from ..errors import PandaError
+from ..prompts.types import PROMPT_TYPES
 
 
 class Layout(str, enum.Enum):
@@ -46,8 +47,9 @@ def _family(task: str) -> str:
         return "unknown"
 
 
-def _collect(backbone: str, tasks: list[str] | None, prompt_length: int, methods: tuple[str, ...]):
-    rows = [r for m in methods for r in store.list_prompts(backbone=backbone, method=m)]
+def _collect(backbone: str, tasks: list[str] | None, prompt_length: int, methods: tuple[str, ...],
+             prompt_type: str = "input"):
+    rows = [r for m in methods for r in store.list_prompts(backbone=backbone, method=m, prompt_type=prompt_type)]
     rows = [r for r in rows if r["length"] == prompt_length and (tasks is None or r["task"] in tasks)]
     if not rows:
         what = f"tasks {', '.join(tasks)}" if tasks else "any task"
@@ -118,6 +120,7 @@ def prompt_points(
     method: str = "umap",
     seed: int = 0,
     methods: tuple[str, ...] = ("pt",),
+    prompt_type: str = "input",
 ) -> pd.DataFrame:
     """The stored prompts of `backbone` laid out in 2-D.
 
@@ -126,6 +129,8 @@ def prompt_points(
         mode: "prompt" (one point per prompt) or "token" (one per prompt token).
         method: "umap", "pca" or "tsne"; seeded with `seed`.
         methods: which stored prompt kinds to include ("pt", "pot", "panda", ...).
+        prompt_type: which `PROMPT_TYPES` entry (a deep prompt's points are its
+            flattened per-layer prefixes).
 
     Returns:
         DataFrame with columns x, y, task, family, token (token index, or -1
@@ -135,11 +140,11 @@ def prompt_points(
         mode = PointMode(mode).value
     except ValueError:
         raise PandaError(f"unknown point mode '{mode}'; use 'prompt' or 'token'") from None
-    rows, prompts = _collect(backbone, tasks, prompt_length, tuple(methods))
+    rows, prompts = _collect(backbone, tasks, prompt_length, tuple(methods), prompt_type)
     meta = []
     feats = []
     for r, p in zip(rows, prompts, strict=True):
-        t = p.tensor.detach().float().cpu().numpy()
+        t = PROMPT_TYPES.get(prompt_type).rows(p.tensor.detach().float().cpu()).numpy()
         fam = _family(r["task"])
         if mode == "prompt":
             feats.append(t.reshape(-1))

@@ -1,6 +1,8 @@
 """Embedding indicators (Su et al.; SPoT): similarity of the prompt tensors
 themselves, no model run. Each takes a (K, n, d) stack of prompts and returns
-a symmetric (K, K) float64 matrix.
+a symmetric (K, K) float64 matrix. A deep prompt's rows are its flattened
+per-layer prefixes (one row per virtual token: every layer's key and value,
+`PromptType.rows`), so d = L * 2 * w there.
 
 - e_concat  1 / (1 + ||vec(P1) - vec(P2)||)
 - e_avg     1 / (1 + mean_ij ||p1_i - p2_j||)
@@ -72,11 +74,10 @@ class EmbeddingIndicator(Indicator):
 
 
 def initial_tensors(prompts: Sequence[SoftPrompt | torch.Tensor], ctx: IndicatorContext) -> torch.Tensor:
-    """(K, n, d): the initialisation of each stored PT prompt."""
+    """(K, n, D): the initialisation of each stored PT prompt, as `stack_prompts` rows."""
     if not all(isinstance(p, SoftPrompt) for p in prompts):
         raise PandaError("delta P needs stored prompts (their recorded initialisation), not bare tensors")
-    embeddings = ctx.backbone.embeddings()
-    return torch.stack([initial_tensor(p, embeddings) for p in prompts])
+    return stack_prompts([initial_tensor(p, ctx.backbone) for p in prompts])
 
 
 for _name, _label, _fn in (

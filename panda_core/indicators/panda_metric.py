@@ -24,7 +24,7 @@ F = lazy_module("torch.nn.functional")
 @inference_mode
 def task_embedding(backbone, prompt: torch.Tensor, task_name: str, n_inputs: int = 32) -> torch.Tensor:
     """Mean prompt-driven representation of `n_inputs` dev inputs of a task (d,)."""
-    scorer = base.make_scorer(backbone, task_name, prompt.shape[0])
+    scorer = base.make_scorer(backbone, task_name, prompt.shape[-2])
     feats = [scorer.features(b, prompt.to(backbone.device)) for b in base.dev_batches(scorer, n_inputs, 32)]
     return torch.cat(feats).float().mean(0).cpu()
 

@@ -36,17 +36,18 @@ def _family(task: str) -> str:
     return get_task(task).family
 
 
-def task_prompts(backbone: str, tasks: list[str] | None = None, prompt_length: int = 20) -> list[SoftPrompt]:
-    """The newest PT prompt of each task (all tasks with a prompt when `tasks` is None),
-    grouped by task family so heatmaps show blocks."""
-    newest = store.latest_prompts(backbone, "pt", prompt_length, tasks)
+def task_prompts(backbone: str, tasks: list[str] | None = None, prompt_length: int = 20,
+                 prompt_type: str = "input") -> list[SoftPrompt]:
+    """The newest PT prompt of `prompt_type` of each task (all tasks with a prompt
+    when `tasks` is None), grouped by task family so heatmaps show blocks."""
+    newest = store.latest_prompts(backbone, "pt", prompt_length, tasks, prompt_type)
     if tasks is None:
         tasks = sorted(newest)
     missing = [t for t in tasks if t not in newest]
     if missing:
         raise PandaError(
-            f"no {prompt_length}-token prompt on '{backbone}' for: {', '.join(missing)}; train them first "
-            f"(python -m panda_core train --task TASK --backbone {backbone})"
+            f"no {prompt_length}-token {prompt_type} prompt on '{backbone}' for: {', '.join(missing)}; train them "
+            f"first (python -m panda_core train --task TASK --backbone {backbone} --prompt-type {prompt_type})"
         )
     if len(tasks) < 2:
         raise PandaError(f"need at least 2 trained prompts on '{backbone}' to compare, found {len(tasks)}")
@@ -58,7 +59,7 @@ def task_prompts(backbone: str, tasks: list[str] | None = None, prompt_length: i
 def similarity_table(
     metric: str, backbone: str = "minilm", tasks: list[str] | None = None, prompt_length: int = 20,
     layers: tuple[int, int] | None = None, n_inputs: int = 32, options: Mapping[str, Any] | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, prompt_type: str = "input",
 ) -> dict:
     """{"metric", "backbone", "tasks", "families", "prompt_ids", "matrix"} for the CLI and the app.
 
@@ -66,7 +67,7 @@ def similarity_table(
     any other option an indicator declares. The backbone is loaded only if the
     indicator needs it."""
     indicator = INDICATORS.get(metric)  # refuse an unknown name before touching the store
-    prompts = task_prompts(backbone, tasks, prompt_length)
+    prompts = task_prompts(backbone, tasks, prompt_length, prompt_type)
     names = [p.task for p in prompts]
     ctx = IndicatorContext.for_backbone(
         backbone, tasks=names, options={"layers": layers, "n_inputs": n_inputs, **(options or {})},
@@ -74,7 +75,7 @@ def similarity_table(
     )
     matrix = indicator.matrix(prompts, ctx)
     return {
-        "metric": indicator.name, "backbone": backbone, "tasks": names,
+        "metric": indicator.name, "backbone": backbone, "prompt_type": prompt_type, "tasks": names,
         "families": [_family(t) for t in names],
         "prompt_ids": [p.prompt_id for p in prompts], "matrix": [[round(float(x), 6) for x in row] for row in matrix],
     }

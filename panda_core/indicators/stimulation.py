@@ -101,15 +101,13 @@ def task_input_activations(backbone, prompt: torch.Tensor, task: str, n_inputs: 
                            batch_size: int = 16) -> torch.Tensor:
     """Activation frequency (num_layers, ffn_size) over the first `n_inputs` dev
     inputs of `task`, each layer's binarised activations read by `read`."""
-    scorer = make_scorer(backbone, task, prompt.shape[0])
-    n = prompt.shape[0]
+    scorer = make_scorer(backbone, task, prompt.shape[-2])
     total: torch.Tensor | None = None
     count = 0
     with ffn_capture(backbone) as captured:
         for batch in dev_batches(scorer, n_inputs, batch_size):
             captured.clear()
-            embeds, mask, start = scorer.splice(batch, prompt.to(backbone.device))
-            scorer.trunk(embeds, mask)
+            _, mask, start, n = scorer.states(batch, prompt.to(backbone.device))  # n = 0 for a deep prompt
             acts = torch.stack([read(scorer, c > 0, mask, start, n).float() for c in captured], 1)  # (B, L, F)
             total = acts.sum(0) if total is None else total + acts.sum(0)
             count += acts.shape[0]
@@ -160,11 +158,14 @@ def ffn_activations(backbone, prompt: torch.Tensor) -> torch.Tensor:
     """Su et al.'s probe: binarised FFN activations (num_layers, ffn_size) of
     the frozen backbone driven by the prompt alone, read at the `<mask>`
     position (the last position for a causal LM)."""
+    from ..prompts.deep import driver, is_deep
+    from ..prompts.scorer import prompt_alone
+
+    prompt = prompt.to(backbone.device)
     with ffn_capture(backbone) as captured:
-        kind = backbone.kind_impl
-        embeds, position = kind.prompt_alone(backbone, prompt.to(backbone.device))
+        embeds, position = prompt_alone(backbone, prompt)  # a deep prompt: the layout with no rows
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        kind.trunk(backbone.model, embeds, mask)
+        backbone.kind_impl.trunk(backbone.model, embeds, mask, driver(prompt) if is_deep(prompt) else None)
         acts = torch.stack([c[0, position] for c in captured]) > 0
     return acts.float().cpu()
 

@@ -154,7 +154,7 @@ def train_missing(jobs: list[dict], backbone: str, config: TransferConfig,
     bb = get_backbone(backbone)
     length = config.train.prompt_length
     needed = needed_prompts(jobs, order)
-    have = store.latest_prompts(bb.name, "pt", length, needed)
+    have = store.latest_prompts(bb.name, "pt", length, needed, config.train.prompt_type)
     missing = [t for t in needed if t not in have]
     if not missing:
         return []

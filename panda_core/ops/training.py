@@ -38,7 +38,7 @@ def train_prompt(
     "dev_curve", ...}."""
     from ..backbones import get_backbone
     from ..data import get_task
-    from ..prompts import SoftPrompt, init_prompt, task_seed
+    from ..prompts import PROMPT_TYPES, SoftPrompt, task_seed
     from ..training import TrainConfig, evaluate, train
 
     config = config or TrainConfig()
@@ -46,7 +46,7 @@ def train_prompt(
     bb = get_backbone(backbone)
     with recorded("train", "pt", task, bb.name, config.to_dict(), run_id=run_id) as run:
         init_seed = task_seed(task, config.seed)
-        init = init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=init_seed)
+        init = PROMPT_TYPES.get(config.prompt_type).init(bb, config.prompt_length, config.init, seed=init_seed)
         init_acc = evaluate(bb, task, init, "test", limit=config.test_limit,
                             max_length=config.max_length, temperature=config.temperature)
         result = train(bb, task, replace(config), init=init, progress=progress, should_stop=should_stop,
@@ -84,7 +84,7 @@ def train_prompts(
     dict per task, in order (the same keys as `train_prompt`)."""
     from ..backbones import get_backbone
     from ..data import get_task
-    from ..prompts import SoftPrompt, init_prompt, task_seed
+    from ..prompts import PROMPT_TYPES, SoftPrompt, task_seed
     from ..training import TrainConfig, evaluate, train_multitask
 
     config = config or TrainConfig()
@@ -95,8 +95,8 @@ def train_prompts(
     out = []
     with ExitStack() as stack:
         runs = {t: stack.enter_context(recorded("train", "pt", t, bb.name, config.to_dict())) for t in tasks}
-        inits = {t: init_prompt(bb.embeddings(), config.prompt_length, config.init, seed=task_seed(t, config.seed))
-                 for t in tasks}
+        fresh = PROMPT_TYPES.get(config.prompt_type).init
+        inits = {t: fresh(bb, config.prompt_length, config.init, seed=task_seed(t, config.seed)) for t in tasks}
         init_acc = {t: evaluate(bb, t, inits[t], "test", limit=config.test_limit, max_length=config.max_length,
                                 temperature=config.temperature) for t in tasks}
         results = train_multitask(

@@ -87,14 +87,16 @@ def backbone_name(backbone: str) -> str:
     return get_backbone(backbone).name
 
 
-def stored_pt_id(task: str, backbone: str, length: int) -> str:
-    """The id of `task`'s newest PT prompt of `length` tokens on `backbone`,
-    or a refusal that names the command training it."""
-    pid = store.latest_prompt_id(task, backbone, "pt", length)
+def stored_pt_id(task: str, backbone: str, length: int, prompt_type: str = "input") -> str:
+    """The id of `task`'s newest PT prompt of `length` tokens and `prompt_type`
+    on `backbone`, or a refusal that names the command training it."""
+    pid = store.latest_prompt_id(task, backbone, "pt", length, prompt_type)
     if pid is None:
+        typed = "" if prompt_type == "input" else f" {prompt_type}"
+        flag = "" if prompt_type == "input" else f" --prompt-type {prompt_type}"
         raise PandaError(
-            f"no trained {length}-token prompt for task '{task}' on '{backbone}'; "
-            f"train it first: python -m panda_core train --task {task} --backbone {backbone} --prompt-len {length}"
+            f"no trained {length}-token{typed} prompt for task '{task}' on '{backbone}'; train it first: "
+            f"python -m panda_core train --task {task} --backbone {backbone} --prompt-len {length}{flag}"
         )
     return pid
 
@@ -132,12 +134,12 @@ def _plan(m: TransferMethod, sources: tuple[str, ...], target: str, backbone: st
           source_ids: tuple[str, ...] | None = None) -> TransferPlan:
     """Resolve the prompt ids (unless given) and the teacher of a validated
     transfer; reads the store once per prompt, writes nothing."""
-    length = config.train.prompt_length
+    length, kind = config.train.prompt_length, config.train.prompt_type
     needs = m.requires(config)
     if source_ids is None:
         wanted = Need.SOURCE_PROMPTS in needs
-        source_ids = tuple(stored_pt_id(s, backbone, length) for s in sources) if wanted else ()
-    target_id = stored_pt_id(target, backbone, length) if Need.TARGET_PROMPT in needs else None
+        source_ids = tuple(stored_pt_id(s, backbone, length, kind) for s in sources) if wanted else ()
+    target_id = stored_pt_id(target, backbone, length, kind) if Need.TARGET_PROMPT in needs else None
     teacher = None
     if Need.POT_TEACHER in needs:  # the PoT run of the pair, under the key a plain PoT run of this train config gets
         pot_config = TransferConfig(train=config.train)

@@ -23,7 +23,7 @@ from .formats import (
     inspect_safetensors,
     read_prompt_file,
 )
-from .init import PromptInit, init_prompt, initial_tensor, recorded_init, task_seed
+from .init import PromptInit, check_init, init_prompt, initial_tensor, recorded_init, task_seed
 from .soft_prompt import SoftPrompt, check_tensor
 from .types import PROMPT_TYPES, PromptGeometry, prompt_type_of
 
@@ -43,7 +43,7 @@ _LAZY = {
 
 __all__ = [
     "ALL_DTYPES", "FLOAT_DTYPES", "MAX_HEADER_BYTES", "MAX_PROMPT_BYTES", "MAX_TENSORS",
-    "PROMPT_TYPES", "PromptGeometry", "PromptInit", "SoftPrompt", "prompt_type_of", "check_tensor", "init_prompt", "initial_tensor", "inspect_safetensors",
+    "PROMPT_TYPES", "PromptGeometry", "PromptInit", "SoftPrompt", "check_init", "prompt_type_of", "check_tensor", "init_prompt", "initial_tensor", "inspect_safetensors",
     "recorded_init", "task_seed",
     "read_prompt_file", "sha256_file", *_LAZY,
 ]

@@ -77,7 +77,28 @@ def recorded_init(prompt: SoftPrompt) -> tuple[str, int]:
     return how.value, int(extra.get("init_seed", prompt.seed))
 
 
-def initial_tensor(prompt: SoftPrompt, embeddings: torch.nn.Embedding) -> torch.Tensor:
-    """The exact tensor a stored PT prompt was initialised from (CPU float32)."""
+def initial_tensor(prompt: SoftPrompt, backbone: Any) -> torch.Tensor:
+    """The exact tensor a stored PT prompt was initialised from (CPU float32),
+    of its prompt type; `backbone` is the `Backbone` (an input prompt's
+    embedding table is accepted too)."""
+    from .types import PROMPT_TYPES
+
     how, seed = recorded_init(prompt)
-    return init_prompt(embeddings, prompt.length, how, seed=seed).float().cpu()
+    if not hasattr(backbone, "embeddings"):  # the embedding table itself
+        return init_prompt(backbone, prompt.length, how, seed=seed).float().cpu()
+    return PROMPT_TYPES.get(prompt.prompt_type).init(backbone, prompt.length, how, seed=seed).float().cpu()
+
+
+def check_init(init: torch.Tensor, config: Any, task: str | None = None) -> None:
+    """Refuse (one line) an initial prompt of another type or length than the
+    run's `config` (a `TrainConfig`): a deep prompt never starts an
+    input-level run, nor the reverse."""
+    from .types import prompt_type_of
+
+    where = f"initial prompt of '{task}'" if task else "initial prompt"
+    kind = prompt_type_of(init).name
+    if kind != config.prompt_type:
+        raise PandaError(f"{where} is a {kind} prompt but the run trains a {config.prompt_type} prompt; "
+                         "transfer between prompts of one type")
+    if init.shape[-2] != config.prompt_length:
+        raise PandaError(f"{where} has {init.shape[-2]} tokens but prompt_length is {config.prompt_length}")

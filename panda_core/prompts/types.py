@@ -69,6 +69,8 @@ class PromptType(abc.ABC):
     name: str
     label: str
     ndim: int
+    #: the learning rate of a run that sets none (None: the backbone's prompt-tuning default)
+    default_lr: float | None = None
 
     @abc.abstractmethod
     def shape(self, geo: PromptGeometry, length: int) -> tuple[int, ...]:
@@ -144,6 +146,7 @@ class DeepPrompt(PromptType):
     name = "deep"
     label = "deep prompt (per-layer key/value prefixes, P-tuning v2)"
     ndim = 4
+    default_lr = 0.01  # trains on minilm (devtools/deep_prompt_check.py); the input prompts' 0.3 is far too big
 
     def shape(self, geo, length):
         return (geo.num_layers, 2, length, geo.kv_width)

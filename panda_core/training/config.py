@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import PandaError
 from ..prompts import readouts
 from ..prompts.init import PromptInit
+from ..prompts.types import PROMPT_TYPES
 
 MAX_PROMPT_LENGTH = 512  # no backbone here reads more positions
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
@@ -77,6 +78,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_lr": _number(0.0, open_low=True),
     "kd_weight": _number(0.0),
     "readout": _choice([readouts.AUTO, *readouts.READOUTS.names()]),
+    "prompt_type": _choice(PROMPT_TYPES.names()),
 }
 _OPTIONAL = {"lr", "patience", "dev_limit", "test_limit", "train_limit"}
 
@@ -124,6 +126,8 @@ class TrainConfig:
     kd_weight: float = 0.0  # PANDA: weight of the distillation term
     #: how classes are read and scored (`prompts.readouts.READOUTS`); "auto": the backbone kind's default
     readout: str = readouts.AUTO
+    #: what a prompt is (`prompts.types.PROMPT_TYPES`): input-level rows or per-layer deep prefixes
+    prompt_type: str = "input"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -141,11 +145,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The stored form. ``readout`` is left out while it is "auto" and "auto"
-        still means each kind's original readout, so the keys of the runs
-        stored before readouts existed stay the same."""
+        still means each kind's original readout, and ``prompt_type`` while it
+        is "input", so the keys of the runs stored before them stay the same."""
         out = asdict(self)
         if out["readout"] == readouts.AUTO and readouts.DEFAULT == readouts.LEGACY:
             del out["readout"]
+        if out["prompt_type"] == "input":  # likewise: input-level runs keep their keys
+            del out["prompt_type"]
         return out
 
     @classmethod

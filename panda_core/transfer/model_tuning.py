@@ -10,7 +10,7 @@ to start from it (`TransferConfig.from_source`, CLI ``--from-source``): that is
 
 from __future__ import annotations
 
-from ..prompts import init_prompt, task_seed
+from ..prompts import PROMPT_TYPES, task_seed
 from .base import METHODS, Need, Sources, TransferContext, TransferMethod, TransferResult
 
 
@@ -28,6 +28,6 @@ class ModelTuning(TransferMethod):
         if ctx.config.from_source:
             init = ctx.source_prompt.tensor
         else:
-            init = init_prompt(ctx.backbone.embeddings(), cfg.prompt_length, cfg.init,
-                               seed=task_seed(ctx.target, cfg.seed))
+            init = PROMPT_TYPES.get(cfg.prompt_type).init(ctx.backbone, cfg.prompt_length, cfg.init,
+                                                          seed=task_seed(ctx.target, cfg.seed))
         return self.train_target(ctx, init, tune_model=True)

@@ -12,7 +12,7 @@ PANDA metric between the source prompt and the target's own PT prompt.
 from __future__ import annotations
 
 from ..errors import PandaError
-from ..prompts import PromptInit, init_prompt, task_seed
+from ..prompts import PROMPT_TYPES, PromptInit, task_seed
 from .base import METHODS, Need, TransferContext, TransferMethod, TransferResult
 from .config import KdForm, StudentInit, Teacher, TransferConfig
 
@@ -60,5 +60,6 @@ class Panda(TransferMethod):
         if StudentInit(config.student_init) is StudentInit.SOURCE:
             init = src.tensor
         else:
-            init = init_prompt(bb.embeddings(), cfg.prompt_length, PromptInit.VOCAB, seed=task_seed(ctx.target, cfg.seed))
+            init = PROMPT_TYPES.get(cfg.prompt_type).init(bb, cfg.prompt_length, PromptInit.VOCAB,
+                                                          seed=task_seed(ctx.target, cfg.seed))
         return self.train_target(ctx, init, teacher=teacher, kd_weight=lam, transferability=transferability)

@@ -5,7 +5,7 @@ source prompt."""
 
 from __future__ import annotations
 
-from ..prompts import init_prompt, task_seed
+from ..prompts import PROMPT_TYPES, task_seed
 from .base import METHODS, Sources, TransferContext, TransferMethod, TransferResult
 
 
@@ -23,5 +23,6 @@ class PromptTuning(TransferMethod):
 
     def run(self, ctx: TransferContext) -> TransferResult:
         cfg = ctx.config.train
-        init = init_prompt(ctx.backbone.embeddings(), cfg.prompt_length, cfg.init, seed=task_seed(ctx.target, cfg.seed))
+        init = PROMPT_TYPES.get(cfg.prompt_type).init(ctx.backbone, cfg.prompt_length, cfg.init,
+                                                      seed=task_seed(ctx.target, cfg.seed))
         return self.train_target(ctx, init)
