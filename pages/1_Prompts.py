@@ -10,6 +10,7 @@ import streamlit as st
 
 from panda_app import figures, jobs_view, ui
 from panda_core import ops
+from panda_core.prompts import PROMPT_TYPES
 
 
 def train_section() -> None:
@@ -32,10 +33,14 @@ def train_section() -> None:
                              key="prompts_lr")
         dev_limit = c6.number_input("Dev examples per eval", 20, 5000, 300, step=20, key="prompts_dev_limit")
         c7.markdown(f"Backbone **{bb}**, {length} prompt tokens")
+        kind = st.selectbox("Prompt type", PROMPT_TYPES.names(), key="prompts_type",
+                            format_func=lambda name: PROMPT_TYPES.get(name).label)
         go = st.form_submit_button("Train", type="primary", icon="🚀")
     if go:
         cfg = {"steps": int(steps), "eval_every": int(eval_every), "seed": int(seed), "prompt_length": length,
                "lr": float(lr) or None, "dev_limit": int(dev_limit)}
+        if kind != "input":  # an input-level run keeps the config (and key) it always had
+            cfg["prompt_type"] = kind
         run_id = ui.call(ops.submit, "train", {"task": task, "backbone": bb, "config": cfg})
         st.session_state.setdefault("prompts_runs", []).insert(0, run_id)
         st.toast(f"Training {task} in the background ({run_id})")
@@ -53,14 +58,16 @@ def stored_section() -> None:
         st.info("No prompts on this backbone yet. Train one above, or train them all from the Home page.")
         return
     table = pd.DataFrame([{
-        "task": r["task"], "family": ui.task_family(r["task"]), "method": r["method"], "tokens": r["length"],
+        "task": r["task"], "family": ui.task_family(r["task"]), "method": r["method"],
+        "type": r.get("prompt_type", "input"), "tokens": r["length"],
         "seed": r["seed"], "dev acc": r["scores"].get("dev_acc"), "test acc": r["scores"].get("test_acc"),
         "untrained test acc": r["scores"].get("init_test_acc"), "created": ui.ago(r["created"]), "id": r["id"],
     } for r in reversed(rows)])
     st.dataframe(table, hide_index=True, key="prompts_table",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("dev acc", "test acc", "untrained test acc")})
-    st.caption(f"Pages use the newest `pt` prompt of {length} tokens per task. 'untrained test acc' is the "
+    st.caption(f"Pages use the newest input-level `pt` prompt of {length} tokens per task (a deep prompt is "
+               "only compared, transferred or projected with deep prompts). 'untrained test acc' is the "
                "score of the initial prompt before training (zero-shot scoring through label embeddings).")
     c1, c2, c3 = st.columns([3, 1, 1])
     pid = c1.selectbox("Download a prompt", [r["id"] for r in reversed(rows)], key="prompts_download_id")

@@ -1,11 +1,14 @@
 """Prompts in and out of the cache: our safetensors format, and PEFT's
-prompt-tuning adapter (the formats and their checks live in
-`prompts.formats` and `prompts.peft`; this module only moves files between
-them and the store). An ops-level module: it reads and writes the store."""
+adapters: PROMPT_TUNING for input-level prompts, PREFIX_TUNING for deep
+prompts (the formats and their checks live in `prompts.formats`,
+`prompts.peft` and `prompts.peft_prefix`; this module only moves files
+between them and the store). An ops-level module: it reads and writes the store."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from .. import atomic, store
 from ..errors import PandaError
@@ -17,6 +20,7 @@ from ..prompts.peft import (  # noqa: F401 (re-exported: tests and callers use e
     read_peft_adapter,
     write_peft_adapter,
 )
+from ..prompts.types import PROMPT_TYPES, PromptGeometry
 
 
 def export_prompt(prompt_id: str, fmt: str = "safetensors", out_dir: str | Path = ".") -> dict:
@@ -33,7 +37,45 @@ def export_prompt(prompt_id: str, fmt: str = "safetensors", out_dir: str | Path 
         dest = out / f"{prompt_id}.safetensors"
         atomic.copy_file(store.prompt_path(prompt_id), dest)
         return {"prompt_id": prompt_id, "format": fmt, "files": [str(dest)]}
+    if prompt.prompt_type == "deep":
+        from ..backbones import get_backbone
+        from ..prompts.peft_prefix import write_prefix_adapter
+
+        meta = {"task": prompt.task, "method": prompt.method, "seed": prompt.seed, "prompt_id": prompt_id}
+        files = write_prefix_adapter(prompt.tensor, get_backbone(prompt.backbone), out / prompt_id, meta)
+        return {"prompt_id": prompt_id, "format": fmt, "peft_type": "PREFIX_TUNING", "files": files}
     return {"prompt_id": prompt_id, "format": fmt, "files": write_peft_adapter(prompt, out / prompt_id)}
+
+
+def _adapter_type(folder: Path) -> Any:
+    """The ``peft_type`` an adapter folder's config names (None when unreadable:
+    the prompt-tuning reader then refuses it with its own line)."""
+    cfg = folder / "adapter_config.json"
+    try:
+        if cfg.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data.get("peft_type") if isinstance(data, dict) else None
+
+
+def _read_prefix(folder: Path, backbone: str | None):
+    """A PEFT PREFIX_TUNING adapter as a deep `SoftPrompt` (its task and backbone
+    from our export's metadata, when it has any), checked against the backbone."""
+    from ..backbones import get_backbone
+    from ..prompts import SoftPrompt
+    from ..prompts.peft_prefix import read_prefix_adapter
+
+    tensor, info = read_prefix_adapter(folder)
+    meta = info.get("panda_meta") or {}
+    name = backbone or info.get("backbone")
+    if name:
+        tensor, info = read_prefix_adapter(folder, get_backbone(name))  # refuses another geometry or backbone
+    task = meta.get("task") if isinstance(meta.get("task"), str) else "unknown"
+    seed = meta.get("seed") if isinstance(meta.get("seed"), int) and not isinstance(meta.get("seed"), bool) else 0
+    return SoftPrompt(tensor=tensor, backbone=str(name or "unknown"), task=task, method="imported", seed=seed,
+                      extra={"peft_base": info.get("peft_base"), "peft_type": "PREFIX_TUNING"})
 
 
 def import_prompt(path: str | Path, backbone: str | None = None, task: str | None = None,
@@ -49,7 +91,9 @@ def import_prompt(path: str | Path, backbone: str | None = None, task: str | Non
     path = Path(path)
     if not path.exists():
         raise PandaError(f"file not found: {path}; give a .safetensors prompt or a PEFT adapter folder")
-    if path.is_dir():
+    if path.is_dir() and _adapter_type(path) == "PREFIX_TUNING":
+        prompt = _read_prefix(path, backbone)
+    elif path.is_dir():
         prompt = read_peft_adapter(path)
     else:
         prompt = read_prompt_file(path)
@@ -70,6 +114,7 @@ def import_prompt(path: str | Path, backbone: str | None = None, task: str | Non
     get_task(prompt.task)
     bb = get_backbone(wanted)
     prompt.check_compatible(bb.name, bb.hidden_size, length)
+    PROMPT_TYPES.get(prompt.prompt_type).check(prompt.tensor, PromptGeometry.of(bb), where=path.name)
     max_tokens = bb.max_prompt_tokens
     if prompt.length > max_tokens:
         raise PandaError(f"{path.name} has {prompt.length} prompt tokens but '{bb.name}' takes at most "
@@ -85,4 +130,4 @@ def import_prompt(path: str | Path, backbone: str | None = None, task: str | Non
     prompt.prompt_id = None
     pid = store.save_prompt(prompt)
     return {"prompt_id": pid, "task": prompt.task, "backbone": prompt.backbone, "length": prompt.length,
-            "hidden_size": prompt.hidden_size, "method": prompt.method}
+            "hidden_size": prompt.hidden_size, "prompt_type": prompt.prompt_type, "method": prompt.method}
