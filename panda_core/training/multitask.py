@@ -33,7 +33,7 @@ import torch
 
 from ..data import get_task
 from ..errors import PandaError
-from ..prompts import PromptScorer, init_prompt
+from ..prompts import PROMPT_TYPES, PromptScorer, check_init, task_seed
 from . import checkpoint as ckpt
 from .config import DEFAULT_TOKEN_BUDGET, TrainConfig
 from .objectives import MultiTaskBatcher, Routing, TaskSlot, multitask_step
@@ -62,9 +62,9 @@ def build_slots(backbone, tasks: Sequence[str], config: TrainConfig,
                              "parameters of its own: use `train`")
         init = (inits or {}).get(name)
         if init is None:
-            init = init_prompt(backbone.embeddings(), config.prompt_length, config.init, seed=config.seed)
-        if init.shape[0] != config.prompt_length:
-            raise PandaError(f"initial prompt of '{name}' has {init.shape[0]} tokens, not {config.prompt_length}")
+            init = PROMPT_TYPES.get(config.prompt_type).init(backbone, config.prompt_length, config.init,
+                                                             seed=task_seed(name, config.seed))
+        check_init(init, config, name)
         prompt = torch.nn.Parameter(init.detach().clone().float().to(backbone.device))
         enc = scorer.encode(train_ex)
         slots.append(TaskSlot(name, scorer, enc, scorer.encode(dev_ex), test_ex, prompt,

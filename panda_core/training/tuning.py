@@ -29,7 +29,7 @@ import torch
 
 from ..data import get_task, load_split
 from ..errors import PandaError
-from ..prompts import PromptScorer, init_prompt
+from ..prompts import PROMPT_TYPES, PromptScorer, check_init, task_seed
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .objectives import CrossEntropy, Distillation, TeacherCache
@@ -66,8 +66,12 @@ def task_splits(task_name: str) -> tuple[list, list, list]:
 
 
 def backbone_lr(backbone, config: TrainConfig) -> float:
-    """The prompt's learning rate: the config's, else the backbone's default."""
-    return config.lr if config.lr is not None else getattr(backbone, "default_lr", 0.01)
+    """The prompt's learning rate: the config's, else its prompt type's default,
+    else the backbone's."""
+    if config.lr is not None:
+        return config.lr
+    typed = PROMPT_TYPES.get(config.prompt_type).default_lr
+    return typed if typed is not None else getattr(backbone, "default_lr", 0.01)
 
 
 def n_train(config: TrainConfig, enc) -> int:
@@ -131,9 +135,9 @@ def train(
     scorer = PromptScorer(backbone, task, config.prompt_length, config.max_length, config.temperature, model=model,
                           readout=config.readout)
     if init is None:
-        init = init_prompt(backbone.embeddings(), config.prompt_length, config.init, seed=config.seed)
-    if init.shape[0] != config.prompt_length:
-        raise PandaError(f"initial prompt has {init.shape[0]} tokens but prompt_length is {config.prompt_length}")
+        init = PROMPT_TYPES.get(config.prompt_type).init(backbone, config.prompt_length, config.init,
+                                                         seed=task_seed(task_name, config.seed))
+    check_init(init, config)
     prompt = torch.nn.Parameter(init.detach().clone().float().to(backbone.device))
     head = make_head(backbone, len(task.labels)) if config.head else scorer.new_head()
 
@@ -192,7 +196,7 @@ def evaluate_items(
     """(N,) bool: each item of a task split right or wrong under a fixed prompt,
     read by `readout` ("auto"/None: the kind's default; a stored prompt's is
     `prompts.readouts.recorded(prompt, kind)`) with its stored `head`."""
-    scorer = PromptScorer(backbone, get_task(task_name), prompt.shape[0], max_length, temperature, readout=readout)
+    scorer = PromptScorer(backbone, get_task(task_name), prompt.shape[-2], max_length, temperature, readout=readout)
     enc = scorer.encode(load_split(task_name, split))
     return scorer.correct_items(enc, prompt.to(backbone.device), load_head(scorer, head), limit=limit)
 
