@@ -5,15 +5,16 @@ and rank candidate sources by every indicator.
 The methods, their labels and what they need come from the `METHODS`
 registry, the indicators from `INDICATORS`; the jobs a choice means from
 `ops.plan`, the PT reference, gains, predictions and source ranking from
-`panda_core.indicators.validation`. A newly registered method or indicator
-appears here with no edit."""
+`panda_core.indicators.validation`, accuracies with their intervals and the
+paired comparisons of the runs from `ops.compare`. A newly registered method
+or indicator appears here with no edit."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from panda_app import figures, jobs_view, ui
+from panda_app import figures, jobs_view, stats_view, ui
 from panda_core import ops
 from panda_core.indicators import INDICATORS
 from panda_core.indicators import validation as science
@@ -108,30 +109,71 @@ def current_batch() -> list[str]:
 
 
 # ------------------------------------------------------------------ results
-def results_table(runs: list[dict], bb: str, length: int, metric: str) -> pd.DataFrame:
+def reference_run(runs: list[dict], ref: science.PtReference) -> dict | None:
+    """The run behind the PT reference: the batch's PT run, or the run that trained the stored PT prompt."""
+    if ref.origin == "run":
+        return next((r for r in runs if r["id"] == ref.id), None)
+    return ui.call(ops.reference_run_of_prompt, ref.id) if ref.origin == "stored" else None
+
+
+def results_table(runs: list[dict], bb: str, length: int, metric: str, ref: science.PtReference) -> pd.DataFrame:
     targets = {r["target"] for r in runs}
     target = next(iter(targets)) if len(targets) == 1 else None
-    ref = science.pt_reference(runs, bb, target, length)
     gains = science.transfer_gains(runs, ref)
     pred = science.predicted_transfer(metric, bb, [r["source"] for r in runs if r.get("source")], target, length,
                                       table=ui.similarity_table) if target else {}
+    dev_sizes = {t["name"]: t.get("n_dev") for t in ui.task_rows()}
     out = []
     for r in runs:
         res, gain = r.get("result") or {}, gains[r["id"]]
+        test, dev = ops.accuracy_of(res), ops.dev_accuracy_of(r, dev_sizes.get(r["target"]))
         out.append({
             "method": jobs_view.method_label(r["method"]), "source": r.get("source") or "—",
             "target": r["target"], "status": f"{jobs_view.STATUS_ICON.get(r['status'], '')} {r['status']}",
             f"predicted T ({metric})": pred.get(r.get("source")), "KD weight λ": res.get("kd_weight"),
-            "test acc": res.get("test_acc"), "best dev acc": res.get("dev_acc"),
-            "Δ test vs PT": gain.delta_test, "steps to PT dev": gain.steps_to_pt_dev,
-            "≈ s to PT dev": gain.seconds_to_pt_dev, "seconds": res.get("seconds"),
-            "reused": "yes" if res.get("reused_from") else "", "run": r["id"],
+            "test acc [95% CI]": stats_view.fmt_acc(test), "majority class": test["majority"],
+            "test items": test["n"], "best dev acc [95% CI]": stats_view.fmt_acc(dev),
+            "steps to PT dev": gain.steps_to_pt_dev, "≈ s to PT dev": gain.seconds_to_pt_dev,
+            "seconds": res.get("seconds"), "reused": "yes" if res.get("reused_from") else "", "run": r["id"],
+            "test acc": test["acc"], "test acc low": test["low"], "test acc high": test["high"],
         })
-    if ref.dev is not None:
-        st.caption(f"PT reference on the target: best dev {ui.fmt_acc(ref.dev)}, test {ui.fmt_acc(ref.test)} "
-                   f"({'this batch' if ref.origin == 'run' else 'stored PT prompt'}). 'steps to PT dev' = first "
-                   "evaluation at which the transfer's dev accuracy reaches it (empty: not reached within the budget).")
     return pd.DataFrame(out)
+
+
+def reference_caption(ref: science.PtReference, ref_run: dict | None) -> None:
+    if ref.dev is None:
+        return
+    test = ops.accuracy_of(ref_run["result"]) if ref_run else {"acc": ref.test}
+    st.caption(f"PT reference on the target: best dev {ui.fmt_acc(ref.dev)}, test {stats_view.fmt_acc(test)} "
+               f"({'this batch' if ref.origin == 'run' else 'stored PT prompt'}). 'steps to PT dev' = first "
+               "evaluation at which the transfer's dev accuracy reaches it (empty: not reached within the budget). "
+               "Intervals are 95% Wilson intervals over the items scored; the best dev accuracy is the best of "
+               "several evaluations on the same items, so it leans optimistic.")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def paired_comparisons(runs: list[dict], ref_run: dict | None) -> list[dict]:
+    """`ops.comparisons`, cached: the live panel reruns every second while runs are active."""
+    return ops.comparisons(runs, ref_run)
+
+
+def comparisons_table(rows: list[dict]) -> None:
+    """Paired differences, each row coloured by its verdict (grey and muted when within noise)."""
+    st.markdown("**Paired comparisons** (A − B on the test items both runs scored)")
+    if not rows:
+        st.caption("No comparison yet: it needs a finished PT reference (or PANDA and PoT from the same source).")
+        return
+    df = pd.DataFrame([{
+        "A": c["a"], "B": c["b"], "A acc [95% CI]": stats_view.fmt_acc(c["a_acc"]),
+        "B acc [95% CI]": stats_view.fmt_acc(c["b_acc"]),
+        "Δ A − B [95% CI]": stats_view.fmt_value(c["diff"], c["low"], c["high"], signed=True),
+        "p (McNemar)": stats_view.fmt_p(c["p_value"]), "items": str(c["n"] or stats_view.NO_VALUE),
+        "verdict": stats_view.words(c["verdict"], missing="not paired (run without per-item results)"),
+    } for c in rows])
+    st.table(stats_view.style_rows(df, [c["verdict"] for c in rows]), hide_index=True)
+    stats_view.legend()
+    st.caption("Differences are paired on the same test items (the first items of the split both runs scored): "
+               "a bootstrap over items gives the 95% interval, the exact McNemar test the p-value.")
 
 
 def show_batch(ids: list[str], bb: str, length: int) -> None:
@@ -147,12 +189,20 @@ def show_batch(ids: list[str], bb: str, length: int) -> None:
         figures.plot(fig, key="tr_curves")
         if any(r["status"] == "done" for r in runs):
             with ui.guard():
-                df = results_table(runs, bb, length, metric)
+                targets = {r["target"] for r in runs}
+                ref = science.pt_reference(runs, bb, next(iter(targets)) if len(targets) == 1 else None, length)
+                ref_run = reference_run(runs, ref)
+                df = results_table(runs, bb, length, metric, ref)
+                reference_caption(ref, ref_run)
+                numeric = ["test acc", "test acc low", "test acc high"]
                 st.dataframe(df, hide_index=True, key="tr_results",
+                             column_order=[c for c in df.columns if c not in numeric],
                              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in df.columns
-                                            if c.startswith(("predicted", "test", "best", "Δ", "KD"))})
-                st.download_button("Results (CSV)", df.to_csv(index=False), "transfer-results.csv", "text/csv",
+                                            if c.startswith(("predicted", "KD", "majority"))})
+                st.download_button("Results (CSV)", df.drop(columns=[c for c in df.columns if "[" in c])
+                                   .to_csv(index=False), "transfer-results.csv", "text/csv",
                                    key="tr_results_csv", icon="⬇️")
+                comparisons_table(ui.call(paired_comparisons, [r for r in runs if r["status"] == "done"], ref_run))
 
     jobs_view.batch_panel(ids, "transfer", results)
 

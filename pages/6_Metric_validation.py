@@ -2,21 +2,23 @@
 each indicator against the transfer measured by stored runs, with Spearman
 and Kendall rank correlations per target and pooled (PANDA's protocol).
 Indicators come from `INDICATORS`, measures from `validation.MEASURES`; the
-measured pairs and correlations from `panda_core.indicators.validation`."""
+measured pairs and correlations from `panda_core.indicators.validation`, their
+intervals and verdicts from `ops.compare`, and the runs that complete a
+measurement in one configuration from `ops.measure_plan`."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from panda_app import figures, jobs_view, ui
+from panda_app import figures, jobs_view, stats_view, ui
 from panda_core import ops, store
 from panda_core.indicators import INDICATORS
 from panda_core.indicators import validation as science
 
 MAX_SUBMIT = 12  # each background job is its own process: launch a bounded number per click
+SHOWN = ("steps", "test_limit", "seed", "max_length", "lambda_max")  # settings named in a configuration's summary
 
 
 def runs_fingerprint(bb: str) -> tuple:
@@ -29,24 +31,42 @@ def validate(bb: str, tasks: tuple[str, ...], measure: str, metrics: tuple[str, 
     return science.validate_indicators(bb, list(tasks), measure, list(metrics), prompt_length=length)
 
 
-def fill_form(bb: str, pairs: list[tuple[str, str]], method: str, length: int) -> None:
-    label = jobs_view.method_label(method)
-    if not pairs:
-        st.caption(f"Every ordered pair of the selected tasks has a {label} run.")
-        return
-    with st.expander(f"Measure more pairs: {len(pairs)} {label} runs missing", expanded=False):
-        c1, c2, c3 = st.columns(3)
-        n = int(c1.number_input("Pairs to launch now", 1, MAX_SUBMIT, min(MAX_SUBMIT, len(pairs)), key="mv_n"))
-        steps = int(c2.number_input("Training steps", 1, 5000, 100, step=10, key="mv_steps",
-                                    help="Methods that only evaluate (zero-shot) ignore it."))
-        test_limit = int(c3.number_input("Test examples (0 = all)", 0, 100000, 300, step=50, key="mv_test"))
-        st.caption(f"Each run is a background job; at most {MAX_SUBMIT} are launched per click.")
-        if st.button(f"Run {n} missing {label} transfer(s)", key="mv_fill", icon="▶️"):
-            cfg = {"train": {"steps": steps, "eval_every": max(1, steps // 5), "test_limit": test_limit or None,
-                             "dev_limit": 200, "prompt_length": length}}
-            st.session_state["mv_runs"] = [
-                ui.call(ops.submit, "transfer", {"source": s, "target": t, "method": method, "backbone": bb,
-                                                 "config": cfg}) for s, t in pairs[:n]]
+def form_settings() -> dict:
+    """The settings of new runs when nothing is measured yet (the form's inputs, read before they are drawn)."""
+    steps = int(st.session_state.get("mv_steps", 100))
+    test_limit = int(st.session_state.get("mv_test", 300))
+    return {"steps": steps, "eval_every": max(1, steps // 5), "test_limit": test_limit or None, "dev_limit": 200}
+
+
+def fill_form(bb: str, plan: ops.MeasurePlan) -> None:
+    """Launch the runs that complete the measurement: missing pairs and the references their targets lack."""
+    label, ref_label = jobs_view.method_label(plan.method), jobs_view.method_label(plan.reference)
+    if not plan.pairs and not plan.references:
+        st.caption(f"Every ordered pair of the selected tasks has a {label} run with its {ref_label} reference.")
+    else:
+        title = f"Measure more pairs: {len(plan.pairs)} {label} runs missing"
+        if plan.references:
+            title += f", {len(plan.references)} {ref_label} reference runs missing"
+        with st.expander(title, expanded=False):
+            if plan.measured:
+                shown = ", ".join(f"{k} {plan.settings[k]}" for k in SHOWN if k in plan.settings)
+                st.caption("New runs use the settings of the runs measured so far, so they join the same "
+                           f"configuration ({shown}; the others are on Runs).")
+            c1, c2, c3 = st.columns(3)
+            n = int(c1.number_input("Pairs to launch now", 0, MAX_SUBMIT, min(MAX_SUBMIT, len(plan.pairs)),
+                                    key="mv_n"))
+            if not plan.measured:
+                c2.number_input("Training steps", 1, 5000, 100, step=10, key="mv_steps",
+                                help="Methods that only evaluate (zero-shot) ignore it.")
+                c3.number_input("Test examples (0 = all)", 0, 100000, 300, step=50, key="mv_test")
+            jobs = plan.jobs(n)
+            refs = len(jobs) - min(n, len(plan.pairs))
+            st.caption(f"Launches {len(jobs) - refs} {label} run(s) and {refs} {ref_label} reference run(s) on the "
+                       f"same settings (each value is taken against its target's reference on the same test "
+                       f"items). Each run is a background job; at most {MAX_SUBMIT} pairs per click.")
+            if st.button(f"Run {len(jobs)} job(s)", key="mv_fill", icon="▶️", disabled=not jobs):
+                st.session_state["mv_runs"] = [
+                    ui.call(ops.submit, "transfer", job | {"backbone": bb, "config": plan.config}) for job in jobs]
     if st.session_state.get("mv_runs"):
         def render(runs: list[dict]) -> None:
             done = sum(r["status"] not in jobs_view.ACTIVE for r in runs)
@@ -59,13 +79,53 @@ def fill_form(bb: str, pairs: list[tuple[str, str]], method: str, length: int) -
         jobs_view.live_runs(st.session_state["mv_runs"], render, "mv")
 
 
-def summary(out: dict) -> pd.DataFrame:
+CORRELATIONS = {"spearman_pooled": "Spearman (pooled)", "kendall_pooled": "Kendall (pooled)",
+                "spearman_mean": "Spearman (mean over targets)", "kendall_mean": "Kendall (mean over targets)"}
+
+
+def summary(rows: list[dict]) -> None:
+    """Every indicator's correlations with their 95% intervals, each cell coloured by its own verdict."""
     labels = INDICATORS.labels()
-    rows = [{"indicator": m, "name": labels.get(m, m), "Spearman (mean over targets)": v["spearman_mean"],
-             "Kendall (mean over targets)": v["kendall_mean"], "Spearman (pooled)": v["spearman_pooled"],
-             "Kendall (pooled)": v["kendall_pooled"], "pairs": v["n_pairs"]}
-            for m, v in out["indicators"].items()]
-    return pd.DataFrame(rows).sort_values("Spearman (mean over targets)", ascending=False, na_position="last")
+    table = pd.DataFrame([{
+        "indicator": r["indicator"], "name": labels.get(r["indicator"], r["indicator"]),
+        **{f"{title} [95% CI]": stats_view.fmt_value(r[k]["value"], r[k]["low"], r[k]["high"])
+           for k, title in CORRELATIONS.items()},
+        "p (pooled Spearman)": stats_view.fmt_p(r["spearman_pooled"]["p_value"]),
+        "NDCG@3": stats_view.fmt_value(r["ndcg_at_3"]),
+        "top source beats median": f"{r['top_beats_median'][0]}/{r['top_beats_median'][1]} targets",
+        "pairs": r["n_pairs"],
+        "verdict (pooled Spearman)": stats_view.words(r["verdict"], stats_view.CORR_WORDS),
+    } for r in rows])
+    verdicts = {f"{title} [95% CI]": [r[k]["verdict"] for r in rows] for k, title in CORRELATIONS.items()}
+    verdicts["verdict (pooled Spearman)"] = [r["verdict"] for r in rows]
+    st.table(stats_view.style_cells(table, verdicts), hide_index=True)
+    stats_view.legend(stats_view.CORR_WORDS, "correlation")
+    st.caption("Intervals: bootstrap over source-target pairs (pooled) or over targets (mean). NDCG@3 scores the "
+               "top three of each target's ranking against the best order; 'top source beats median' counts the "
+               "targets where the indicator's first choice transfers better than the target's median source.")
+    csv = pd.DataFrame([{"indicator": r["indicator"], "pairs": r["n_pairs"], "ndcg_at_3": r["ndcg_at_3"],
+                         **{f"{k}_{part}": r[k][part] for k in CORRELATIONS for part in ("value", "low", "high")},
+                         "verdict": r["verdict"]} for r in rows])
+    st.download_button("Summary (CSV)", csv.to_csv(index=False), "indicator-validation.csv", "text/csv",
+                       key="mv_summary_csv", icon="⬇️")
+
+
+def best_line(rows: list[dict]) -> None:
+    best = rows[0] if rows and rows[0]["spearman_mean"]["value"] is not None else None
+    if best is None:
+        st.warning("Not enough measured pairs per target for a rank correlation (needs 3 sources per target). "
+                   "Measure more pairs above.")
+        return
+    mean, pooled = best["spearman_mean"], best["spearman_pooled"]
+    text = (f"Best predictor here: **{ui.indicator_label(best['indicator'])}**, mean Spearman "
+            f"{stats_view.fmt_value(mean['value'], mean['low'], mean['high'])} over targets, pooled "
+            f"{stats_view.fmt_value(pooled['value'], pooled['low'], pooled['high'])}.")
+    if best["verdict"] == stats_view.BETTER:
+        st.success(text)
+    elif best["verdict"] == stats_view.WITHIN_NOISE:
+        st.info(f"{text} Its pooled interval covers 0: **within noise**. Measure more pairs before trusting it.")
+    else:
+        st.warning(f"{text} {stats_view.words(best['verdict'], stats_view.CORR_WORDS)}.")
 
 
 def scatter_points(out: dict) -> pd.DataFrame:
@@ -94,18 +154,14 @@ def scatter(out: dict, bb: str, measure: str) -> None:
 
 
 def results(out: dict, bb: str, measure: str) -> None:
-    table = summary(out)
-    best = out.get("best")
-    if best and not np.isnan(out["indicators"][best]["spearman_mean"]):
-        v = out["indicators"][best]
-        st.success(f"Best predictor here: **{ui.indicator_label(best)}**, mean Spearman "
-                   f"{v['spearman_mean']:.3f} over targets, pooled {v['spearman_pooled']:.3f}.")
-    else:
-        st.warning("Not enough measured pairs per target for a rank correlation (needs 3 sources per target). "
-                   "Measure more pairs above.")
-    st.dataframe(table, hide_index=True, key="mv_summary",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
-                                if c.startswith(("Spearman", "Kendall"))})
+    rows = ops.indicator_summary(out)
+    best_line(rows)
+    config = out.get("config") or {}
+    shown = ", ".join(f"{k} {config[k]}" for k in SHOWN if k in config)
+    st.caption(f"One configuration of runs is measured ({shown or 'see Runs'}); runs of other settings are left out."
+               + (f" Targets whose runs still lack a reference: {', '.join(out['missing_references'])}."
+                  if out.get("missing_references") else ""))
+    summary(rows)
     scatter(out, bb, measure)
     per_target = pd.DataFrame({m: v["spearman_per_target"] for m, v in out["indicators"].items()},
                               index=out["tasks"])
@@ -140,13 +196,16 @@ def main() -> None:
         if len(tasks) < 3 or not metrics:
             st.warning("Select at least 3 tasks and one indicator.")
             return
-        method = science.MEASURES.get(measure).method
-        pairs = ui.call(science.missing_pairs, bb, tasks, measure)
-        fill_form(bb, pairs, method, length)
-        if len(pairs) == len(tasks) * (len(tasks) - 1):
-            st.info(f"No {jobs_view.method_label(method)} transfer runs among these tasks on {bb} yet, so there "
-                    "is nothing to validate against. Launch some with **Measure more pairs** above, or from the "
-                    "Transfer page.")
+        plan = ui.call(ops.measure_plan, bb, tasks, measure, length, form_settings())
+        fill_form(bb, plan)
+        if not plan.values:
+            label, ref = jobs_view.method_label(plan.method), jobs_view.method_label(plan.reference)
+            if not plan.measured:
+                st.info(f"No {label} transfer runs among these tasks on {bb} yet, so there is nothing to validate "
+                        "against. Launch some with **Measure more pairs** above, or from the Transfer page.")
+            else:
+                st.info(f"The {label} runs among these tasks have no {ref} reference on the same settings yet "
+                        f"({', '.join(plan.waiting)}): launch them with **Measure more pairs** above.")
             return
         with st.spinner("Computing indicators and correlations…"):
             out = ui.call(validate, bb, tuple(tasks), measure, tuple(metrics), length, runs_fingerprint(bb))

@@ -108,6 +108,20 @@ def keys(widgets) -> set:
     return {w.key for w in widgets}
 
 
+INTERVAL = r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]"  # "0.742 [0.712, 0.770]"
+DIFFERENCE = r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]"  # "+0.032 [+0.010, +0.055]"
+
+
+def comparison_table(at):
+    """The Transfer page's paired comparisons (a static table: its text is part of the page)."""
+    return next(t.value for t in at.table if "verdict" in t.value.columns)
+
+
+def row_styles(table) -> str:
+    """The CSS of a styled st.table (the colours of its verdicts)."""
+    return str(table.proto)
+
+
 # ----------------------------------------------------------------------- Home
 def test_home_shows_backbone_tasks_and_prompts(app_cache):
     at = page("home").run()
@@ -275,6 +289,14 @@ def test_transfer_run_from_the_page_completes(app_cache):
     assert table["test acc"].between(0, 1).all()
     zs = table[table["method"] == "Zero-shot"].iloc[0]
     assert zs["source"] == "imdb_uci" and zs["target"] == "yelp_uci"
+    # every accuracy with its 95% interval, next to the majority class on the same 100 items
+    assert table["test acc [95% CI]"].str.fullmatch(INTERVAL).all()
+    assert (table["test items"] == 100).all() and table["majority class"].between(0, 1).all()
+    # zero-shot against PT, paired on the same test items, with its verdict in words
+    cmp = comparison_table(at)
+    assert list(cmp["A"]) == ["Zero-shot from imdb_uci"] and list(cmp["B"]) == ["PT (from scratch)"]
+    assert cmp["Δ A − B [95% CI]"].str.fullmatch(DIFFERENCE).all() and (cmp["items"] == "100").all()
+    assert cmp["verdict"].iloc[0] in {"▲ better", "▼ worse", "≈ within noise"}
     curves = figures(at)[0]
     names = [tr["name"] for tr in curves["data"]]
     assert len(names) == 2 and any("Zero-shot" in n for n in names)  # PT's curve and zero-shot's level
@@ -382,14 +404,80 @@ def test_metric_validation_scores_every_indicator(app_cache):
 
     cfg = TransferConfig(train=TrainConfig(dev_limit=40, test_limit=80))
     for s in TASKS:
-        for t in TASKS:
-            if s != t:
-                run_transfer(s, t, "zero-shot", "minilm", cfg)
+        for t in TASKS:  # s == t: each target's own prompt, the reference of a relative measure
+            run_transfer(s, t, "zero-shot", "minilm", cfg)
     at = page("validation", mv_measure="zero-shot").run()
     ok(at)
-    summary = next(df.value for df in at.dataframe if "indicator" in df.value.columns)
+    summary = next(t.value for t in at.table if "indicator" in t.value.columns)
     assert set(summary["indicator"]) == set(INDICATORS.names())
     assert (summary["pairs"] == 6).all()
-    assert summary["Spearman (pooled)"].notna().any()
+    # correlations with their bootstrap intervals, NDCG@3, top-beats-median and a verdict in words
+    pooled = summary["Spearman (pooled) [95% CI]"]
+    assert pooled.str.fullmatch(r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]").any()
+    assert {"Kendall (pooled) [95% CI]", "NDCG@3", "top source beats median"} <= set(summary.columns)
+    assert set(summary["verdict (pooled Spearman)"]) <= {"▲ predicts", "▼ reversed", "≈ within noise", "—"}
+    assert any("Every ordered pair" in c.value for c in at.caption)  # the form agrees: nothing missing
     scatter = figures(at)[0]
     assert sum(len(values(tr["x"])) for tr in scatter["data"]) == len(INDICATORS) * 6
+
+
+# ------------------------------------------- intervals and within-noise marks
+def test_transfer_comparisons_mark_noise_in_words_and_colour(app_cache):
+    """A batch with a clear gain, a clear loss and a tie: each comparison's verdict in
+    words, and its row coloured (grey and muted when within noise). The rows are
+    written directly, in a configuration no other test measures."""
+    from panda_core import store
+
+    def done(method, source, items, **result):
+        rid = store.create_run("transfer", method, "yelp_uci", "minilm", {"train": {"prompt_length": 3}},
+                               source=source)
+        store.update_run(rid, status="done", result={"test_acc": items.count("1") / len(items),
+                                                     "test_correct": items, "majority_test_acc": 0.5} | result)
+        return rid
+
+    half = "10" * 100
+    ids = [done("pt", None, half), done("pot", "imdb_uci", "1" * 180 + "0" * 20, test_acc_ci=[0.85, 0.93]),
+           done("panda", "imdb_uci", "1" * 179 + "0" * 21), done("model-tuning", None, "0" * 200)]
+    at = page("transfer", tr_batch=ids).run()
+    ok(at)
+    results = next(df.value for df in at.dataframe if "test acc [95% CI]" in df.value.columns)
+    assert results["test acc [95% CI]"].str.fullmatch(INTERVAL).all()
+    assert "0.900 [0.850, 0.930]" in set(results["test acc [95% CI]"])  # the stored interval is the one shown
+    cmp = comparison_table(at)
+    verdicts = dict(zip(cmp["A"] + " vs " + cmp["B"], cmp["verdict"], strict=True))
+    assert verdicts == {"Vanilla PoT from imdb_uci vs PT (from scratch)": "▲ better",
+                        "PANDA from imdb_uci vs PT (from scratch)": "▲ better",
+                        "Model tuning vs PT (from scratch)": "▼ worse",
+                        "PANDA from imdb_uci vs Vanilla PoT from imdb_uci": "≈ within noise"}
+    table = next(t for t in at.table if "verdict" in t.value.columns)
+    css = row_styles(table)
+    assert "#efefef" in css and "#e2f3df" in css and "#fbe1de" in css  # grey, green and red rows
+    assert any("within noise" in m.value for m in at.markdown)  # the legend says what grey means
+
+
+def test_measure_more_pairs_offers_the_pt_references_gains_need(app_cache, monkeypatch):
+    """PoT gains are taken against a PT run of the same settings: the form launches those
+    too, in the page's prompt length, and the missing pairs agree with validation's."""
+    from panda_core import ops, store
+    from panda_core.indicators.validation import missing_pairs
+
+    monkeypatch.setattr("panda_core.ops.jobs.start_worker", lambda run_id: 0)  # queue only
+    at = page("validation", mv_measure="pot-gain").run()
+    ok(at)
+    assert len(missing_pairs("minilm", TASKS, "pot-gain", 20)) == 6
+    assert any("6 Vanilla PoT runs missing, 3 PT (from scratch) reference runs missing" in e.label
+               for e in at.expander)
+    at.number_input(key="mv_steps").set_value(10)
+    at.number_input(key="mv_test").set_value(40)
+    at.run()
+    at.button(key="mv_fill").click().run()
+    queued = [store.get_run(i) for i in at.session_state["mv_runs"]]
+    try:
+        assert sorted(r["method"] for r in queued) == ["pot"] * 6 + ["pt"] * 3
+        assert {r["target"] for r in queued if r["method"] == "pt"} == set(TASKS)
+        assert all(r["source"] is None for r in queued if r["method"] == "pt")
+        train = [r["config"]["job"]["config"]["train"] for r in queued]
+        assert all(t["prompt_length"] == 20 and t["steps"] == 10 and t["test_limit"] == 40 for t in train)
+    finally:
+        for r in queued:
+            ops.cancel(r["id"])  # never run: a queued job would hold up later ones

@@ -34,6 +34,7 @@ class MeasurePlan:
     reference: str
     config: dict[str, Any]
     measured: bool
+    settings: dict[str, Any]  # the settings that make up the configuration (the measured ones, else the given)
     values: int  # measured (source, target) values of distinct tasks so far
     pairs: list[dict[str, Any]] = field(default_factory=list)  # {"source", "target", "method"}
     references: list[dict[str, Any]] = field(default_factory=list)
@@ -107,7 +108,8 @@ def measure_plan(backbone: str, tasks: list[str], measure: str, prompt_length: i
     ref_method = METHODS.get(m.reference)
     sourceless = ref_method.sources in (Sources.NONE, Sources.OPTIONAL)
     off = ~np.eye(len(tasks), dtype=bool)
-    plan = MeasurePlan(m.name, m.method, m.reference, config, measured, int(np.sum(~np.isnan(found.matrix[off]))))
+    plan = MeasurePlan(m.name, m.method, m.reference, config, measured, flat,
+                       int(np.sum(~np.isnan(found.matrix[off]))))
     plan.pairs = [{"source": s, "target": t, "method": m.method} for s in tasks for t in tasks
                   if s != t and (s, t) not in found.runs]
     plan.waiting = found.missing_references()
