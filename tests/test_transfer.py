@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from panda_core import store
+from panda_core import store, training
 from panda_core.cli import main
 from panda_core.errors import PandaError
 from panda_core.prompts import SoftPrompt
@@ -254,8 +254,6 @@ def test_multi_source_trains_from_the_mean_of_the_source_prompts(two_prompts):
 
 
 def test_multi_source_initial_prompt_is_the_mean(private_cache, monkeypatch):
-    from panda_core.transfer import base
-
     tensors = [torch.randn(4, 384) for _ in range(3)]
     for task, t in zip(("mr", "tweets", "bbc"), tensors, strict=True):
         store.save_prompt(SoftPrompt(tensor=t, backbone="minilm", task=task, method="pt"))
@@ -265,7 +263,7 @@ def test_multi_source_initial_prompt_is_the_mean(private_cache, monkeypatch):
         seen["init"] = init
         return TrainResult(prompt=init, head=None, best_dev=0.5, best_step=0, test_acc=0.5, steps=config.steps)
 
-    monkeypatch.setattr(base, "train", fake_train)
+    monkeypatch.setattr(training, "train", fake_train)  # train_target imports it from the package on use
     out = run_transfer("mr, tweets,bbc", "yelp_uci", "multi-source", config=TransferConfig(train=TINY))
     assert torch.allclose(seen["init"], torch.stack(tensors).mean(0))
     assert out["source"] == "mr,tweets,bbc" and out["test_acc"] == 0.5
@@ -276,7 +274,7 @@ def test_multi_source_initial_prompt_is_the_mean(private_cache, monkeypatch):
 def test_prompt_ids_are_resolved_once_and_name_what_is_loaded(private_cache, monkeypatch):
     """A prompt saved while PANDA's teacher trains changes neither the prompts
     PANDA loads nor its key; the teacher's key is a plain PoT run's key."""
-    from panda_core.transfer import base, panda
+    from panda_core import indicators
 
     first = {t: store.save_prompt(SoftPrompt(tensor=torch.randn(4, 384), backbone="minilm", task=t, method="pt"))
              for t in ("mr", "yelp_uci")}
@@ -294,8 +292,8 @@ def test_prompt_ids_are_resolved_once_and_name_what_is_loaded(private_cache, mon
         return TrainResult(prompt=init, head=None, best_dev=0.5, best_step=0, test_acc=0.5, steps=config.steps)
 
     monkeypatch.setattr(store, "latest_prompt_id", counting_lookup)
-    monkeypatch.setattr(base, "train", fake_train)
-    monkeypatch.setattr(panda, "panda_pair", lambda *a, **k: 0.5)
+    monkeypatch.setattr(training, "train", fake_train)  # train_target imports it from the package on use
+    monkeypatch.setattr(indicators, "panda_pair", lambda *a, **k: 0.5)  # PANDA imports it on use
     cfg = TransferConfig(train=TINY)
     out = run_transfer("mr", "yelp_uci", "panda", config=cfg)
     assert sorted(lookups) == ["mr", "yelp_uci"]
