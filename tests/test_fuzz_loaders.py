@@ -27,6 +27,7 @@ from panda_core import data as tasks
 from panda_core import store
 from panda_core.data.tables import read_table
 from panda_core.errors import PandaError
+from panda_core.prompts.readouts import params_problem
 from panda_core.ops import prompt_files as export
 
 SCALE = float(os.environ.get("PANDA_FUZZ_SCALE", "1"))
@@ -171,11 +172,14 @@ COUNTS = {"prompt_files": 0, "prompt_loaded": 0, "peft": 0, "task_files": 0, "ta
 
 
 def _check_prompt(p) -> None:
-    assert p.tensor.dim() == 2 and p.tensor.dtype == torch.float32
+    assert p.tensor.dim() in (2, 4) and p.tensor.dtype == torch.float32  # an input or a deep prompt
     assert p.length >= 1 and p.hidden_size >= 1 and torch.isfinite(p.tensor).all()
     assert isinstance(p.backbone, str) and isinstance(p.task, str)
-    if p.head is not None:
+    if p.head is not None and set(p.head) == {"weight", "bias"}:  # a linear head
         assert p.head["weight"].shape[1] == p.hidden_size and p.head["bias"].shape[0] == p.head["weight"].shape[0]
+    elif p.head is not None:  # a registered readout's parameters, names and shapes exactly
+        assert params_problem(p.head, p.hidden_size) is None
+        assert all(torch.isfinite(v).all() for v in p.head.values())
     json.dumps(p.metadata(), default=str)
 
 

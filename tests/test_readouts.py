@@ -200,6 +200,23 @@ def test_a_stored_head_is_loaded_exactly(tiny, private_cache):
     torch.testing.assert_close(fresh.vectors.detach(), scorer.label_keys())
 
 
+def test_stored_readout_parameters_must_fit_a_readout_exactly(tmp_path):
+    from safetensors.torch import save_file
+
+    from panda_core.prompts.formats import read_prompt_file
+
+    d, c = 16, 3
+    assert readouts.params_problem({"vectors": torch.zeros(c, d)}, d) is None
+    assert readouts.params_problem({"pair.weight": torch.zeros(c, 4 * d), "pair.bias": torch.zeros(c)}, d) is None
+    for bad in ({"vectors": torch.zeros(c, d + 1)}, {"weight": torch.zeros(c, d)},
+                {"pair.weight": torch.zeros(c, 4 * d)}, {"vectors": torch.zeros(c, d), "extra": torch.zeros(1)}):
+        assert "fit no readout" in readouts.params_problem(bad, d)
+    path = tmp_path / "p.safetensors"
+    save_file({"prompt": torch.zeros(4, d), "head.weight": torch.zeros(c, d)}, str(path))  # a head without its bias
+    with pytest.raises(PandaError, match="fit no readout"):
+        read_prompt_file(path)
+
+
 def _task(name):
     from panda_core.data import get_task
 

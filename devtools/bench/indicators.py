@@ -80,6 +80,9 @@ def bench_indicators(bb_name: str, cfg: BenchConfig, log: Log) -> list[Case]:
 
 def _on_case(bb, prompts: list, cfg: BenchConfig, log: Log) -> Case:
     from panda_core.indicators import binary_cosine, ffn_activations, on_matrix
+    from panda_core.indicators.stimulation import OnOptions
+
+    probe = OnOptions(inputs="prompt_alone")  # the pair loop below is Su et al.'s prompt-alone probe
 
     K = len(prompts)
     got: dict = {}
@@ -90,8 +93,8 @@ def _on_case(bb, prompts: list, cfg: BenchConfig, log: Log) -> Case:
         return binary_cosine(torch.stack([a, b]))[0, 1]
 
     with PeakRSS() as mem:
-        log(f"  ON matrix: {K} prompts, {cfg.indicator_reps} reps")
-        times = interleaved({"ours": lambda: got.__setitem__("ours", on_matrix(bb, prompts)),
+        log(f"  ON matrix (prompt-alone probe): {K} prompts, {cfg.indicator_reps} reps")
+        times = interleaved({"ours": lambda: got.__setitem__("ours", on_matrix(bb, prompts, probe)),
                              "naive": lambda: got.__setitem__("naive", pairwise(K, naive_on))},
                             cfg.indicator_reps, 0, cfg.indicator_budget)
     c = Case("indicators_on", median(times["ours"]), median(times["naive"]), None, "s",

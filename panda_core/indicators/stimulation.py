@@ -208,6 +208,15 @@ def target_overlap(rows: list[list[torch.Tensor]], layers: tuple[int, int] | Non
     return out
 
 
+def prompt_tasks(prompts: Sequence[torch.Tensor | SoftPrompt], tasks: Sequence[str] | None) -> Sequence[str]:
+    """The target tasks ON drives the backbone with: `tasks`, else each SoftPrompt's own task."""
+    if tasks is None:
+        tasks = [getattr(p, "task", None) for p in prompts]
+    if len(tasks) != len(prompts) or not all(tasks):
+        raise PandaError("ON on target inputs needs the task of every prompt (pass tasks, or SoftPrompts with a task)")
+    return tasks
+
+
 def on_matrix(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], options: OnOptions | None = None,
               cache: dict | None = None, progress: Progress | None = None,
               tasks: Sequence[str] | None = None) -> torch.Tensor:
@@ -216,9 +225,7 @@ def on_matrix(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], options: O
     stack_prompts(prompts)
     if options.inputs == "prompt_alone":
         return overlap_matrix(on_activations(backbone, prompts, cache, progress), options.layers)
-    if tasks is None:
-        raise PandaError("ON on target inputs needs the task of every prompt")
-    rows = on_target_activations(backbone, prompts, tasks, options.n_inputs, cache, progress)
+    rows = on_target_activations(backbone, prompts, prompt_tasks(prompts, tasks), options.n_inputs, cache, progress)
     return target_overlap(rows, options.layers)
 
 
@@ -230,9 +237,7 @@ def on_per_layer(backbone, prompts: Sequence[torch.Tensor | SoftPrompt], options
     if options.inputs == "prompt_alone":
         acts = torch.stack(on_activations(backbone, prompts, cache), 1)  # (L, K, F)
         return torch.stack([binary_cosine(layer) for layer in acts])
-    if tasks is None:
-        raise PandaError("ON on target inputs needs the task of every prompt")
-    rows = on_target_activations(backbone, prompts, tasks, options.n_inputs, cache)
+    rows = on_target_activations(backbone, prompts, prompt_tasks(prompts, tasks), options.n_inputs, cache)
     n_layers = rows[0][0].shape[0]
     return torch.stack([target_overlap(rows, (layer, layer + 1)) for layer in range(n_layers)])
 

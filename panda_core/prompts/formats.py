@@ -201,6 +201,11 @@ def read_prompt_file(path: Path) -> SoftPrompt:
     kwargs = _clean_meta(meta, path.name, tensor)
     head = {k[5:]: v.float() for k, v in tensors.items() if k.startswith("head.")} or None
     if head is not None and set(head) != {"weight", "bias"}:  # a readout's parameters (class vectors, pair head)
+        from .readouts import params_problem
+
+        problem = params_problem(head, tensor.shape[-1])
+        if problem:
+            raise PandaError(f"{path.name}: {problem}; export the prompt again")
         if not all(torch.isfinite(v).all() for v in head.values()):
             raise PandaError(f"{path.name}: its readout parameters contain NaN or Inf values; retrain or re-export it")
     elif head is not None:

@@ -80,6 +80,11 @@ class Readout:
         """(B, C) class scores from `features` rows (or vocabulary logits)."""
         raise NotImplementedError
 
+    def param_shapes(self, hidden: int, classes: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the parameters `make_params` adds, by state-dict name
+        (what a prompt file stores under ``head.*``); checked when a file is read."""
+        return {}
+
     def make_params(self, scorer: PromptScorer) -> torch.nn.Module | None:
         """A fresh per-task parameter module (None: the readout adds none)."""
         return None
@@ -192,6 +197,9 @@ class _Vectors(Readout):
 
     has_params = True
 
+    def param_shapes(self, hidden, classes):
+        return {"vectors": (classes, hidden)}
+
     def make_params(self, scorer):
         module = torch.nn.Module()
         module.vectors = torch.nn.Parameter(scorer.label_keys().detach().clone())
@@ -201,6 +209,22 @@ class _Vectors(Readout):
         if params is None:
             return cosine_scores(scorer, outputs, scorer.label_keys())
         return cosine_scores(scorer, outputs, F.normalize(params.vectors, dim=-1))
+
+
+def params_problem(params: dict[str, Any], hidden: int) -> str | None:
+    """Why stored readout parameters (a prompt file's ``head.*`` other than a
+    linear head) fit no registered readout, or None when one readout's names
+    and shapes match them exactly (the class count is read off the tensors)."""
+    for readout in READOUTS:
+        if not readout.has_params:
+            continue
+        first = next(iter(readout.param_shapes(hidden, 1)))
+        classes = params[first].shape[0] if first in params and params[first].dim() >= 1 else 0
+        want = readout.param_shapes(hidden, classes)
+        if classes >= 1 and set(want) == set(params) and all(tuple(params[k].shape) == s for k, s in want.items()):
+            return None
+    names = ", ".join(sorted(k[:40] for k in params)[:6])
+    return f"its readout parameters ({names}) fit no readout for hidden size {hidden}"
 
 
 # ------------------------------------------------------------ the registry
@@ -267,6 +291,9 @@ class PairFeatures(_TextMean):
             u = mean_over(hidden, keep & ~second)
             v = torch.where(second.any(1, keepdim=True), mean_over(hidden, second), u)
         return torch.cat([u, v, (u - v).abs(), u * v], -1)
+
+    def param_shapes(self, hidden, classes):
+        return {"pair.weight": (classes, 4 * hidden), "pair.bias": (classes,)}
 
     def make_params(self, scorer):
         module = torch.nn.Module()
