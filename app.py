@@ -66,6 +66,16 @@ def choose_backbone() -> None:
         if int(length) != ui.prompt_length():
             st.session_state["prompt_length"] = int(length)
             st.rerun()
+        from panda_core.prompts.types import PROMPT_TYPES
+
+        types = PROMPT_TYPES.names()
+        kind = st.selectbox("Prompt type", types, index=ui.preferred(types, ui.active_prompt_type()),
+                            key="home_prompt_type", format_func=ui.prompt_type_label,
+                            help="Pages compare, cluster and transfer prompts of this type. Deep prompts "
+                                 "(P-tuning v2) are trained like input prompts, with `--prompt-type deep`.")
+        if kind != ui.active_prompt_type():
+            st.session_state["prompt_type"] = kind
+            st.rerun()
     with right:
         from panda_core.backbones import default_device
 
@@ -144,12 +154,13 @@ def train_missing(missing: list[str]) -> None:
         if go and chosen:
             ids = []
             for task in chosen:
-                cfg = {"steps": int(steps), "eval_every": int(eval_every), "prompt_length": length}
+                cfg = {"steps": int(steps), "eval_every": int(eval_every), "prompt_length": length,
+                       "prompt_type": ui.active_prompt_type()}
                 ids.append(ui.call(ops.submit, "train", {"task": task, "backbone": bb, "config": cfg}))
             st.session_state["home_train_runs"] = ids
             st.toast(f"Started {len(ids)} training job(s)")
     else:
-        st.success(f"Every available task has a {length}-token prompt on {bb}. Explore the pages in the sidebar.")
+        st.success(f"Every available task has a {ui.prompt_set()[:-1]} on {bb}. Explore the pages in the sidebar.")
     batch = list(st.session_state.get("home_train_runs", []))
     for r in jobs_view.active_runs("train", bb):
         if r["id"] not in batch:

@@ -19,10 +19,11 @@ MODES = {"prompt": "each prompt is a point", "token": "each prompt token is a po
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def points(bb: str, tasks: tuple[str, ...], length: int, mode: str, method: str, seed: int,
-           methods: tuple[str, ...], fp: tuple):
+           methods: tuple[str, ...], fp: tuple, prompt_type: str = "input"):
     from panda_core.indicators.clusters import prompt_points
 
-    return prompt_points(bb, list(tasks), length, mode=mode, method=method, seed=seed, methods=methods)
+    return prompt_points(bb, list(tasks), length, mode=mode, method=method, seed=seed, methods=methods,
+                         prompt_type=prompt_type)
 
 
 @st.fragment(run_every=1.0)
@@ -79,13 +80,15 @@ def main() -> None:
                     "Showing PCA meanwhile; the UMAP map replaces it by itself.")
             wait_for_umap()
         with st.spinner(f"Computing the {LAYOUTS[shown]} layout…"):
-            df = points(bb, tuple(tasks), length, mode, shown, seed, tuple(kinds), ui.fingerprint(bb))
+            df = points(bb, tuple(tasks), length, mode, shown, seed, tuple(kinds), ui.fingerprint(bb),
+                        ui.active_prompt_type())
         fig = figure(df, mode, shown)
         figures.plot(fig, key="clu_fig")
         figures.figure_downloads(fig, f"{bb}-{shown}-{mode}", csv=df.to_csv(index=False), key="clu",
                             csv_label="Points (CSV)")
         n_prompts = df["prompt_id"].nunique()
-        st.caption(f"{n_prompts} prompts, {len(df)} points. Hover a point for its task and prompt id.")
+        st.caption(f"{n_prompts} {ui.active_prompt_type()} prompts, {len(df)} points. Hover a point for "
+                   "its task and prompt id.")
 
 
 main()

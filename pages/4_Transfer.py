@@ -86,7 +86,7 @@ def launch_form(bb: str, length: int) -> None:
         st.warning(p)
     if st.button("Run", type="primary", icon="▶️", key="tr_run", disabled=bool(problems) or not methods):
         train = {"steps": steps, "eval_every": eval_every, "dev_limit": dev_limit,
-                 "test_limit": test_limit or None, "prompt_length": length}
+                 "test_limit": test_limit or None, "prompt_length": length, "prompt_type": ui.active_prompt_type()}
         ids = []
         for job in ui.call(ops.plan, sources, [target], methods):
             method = METHODS.get(job["method"])
@@ -120,8 +120,9 @@ def results_table(runs: list[dict], bb: str, length: int, metric: str, ref: scie
     targets = {r["target"] for r in runs}
     target = next(iter(targets)) if len(targets) == 1 else None
     gains = science.transfer_gains(runs, ref)
+    kind = science.prompt_type_of(runs[0]) if runs else "input"  # the batch's own prompt type
     pred = science.predicted_transfer(metric, bb, [r["source"] for r in runs if r.get("source")], target, length,
-                                      table=ui.similarity_table) if target else {}
+                                      table=ui.similarity_table, prompt_type=kind) if target else {}
     dev_sizes = {t["name"]: t.get("n_dev") for t in ui.task_rows()}
     out = []
     for r in runs:
@@ -190,7 +191,8 @@ def show_batch(ids: list[str], bb: str, length: int) -> None:
         if any(r["status"] == "done" for r in runs):
             with ui.guard():
                 targets = {r["target"] for r in runs}
-                ref = science.pt_reference(runs, bb, next(iter(targets)) if len(targets) == 1 else None, length)
+                ref = science.pt_reference(runs, bb, next(iter(targets)) if len(targets) == 1 else None, length,
+                                           science.prompt_type_of(runs[0]) if runs else "input")
                 ref_run = reference_run(runs, ref)
                 df = results_table(runs, bb, length, metric, ref)
                 reference_caption(ref, ref_run)
@@ -223,21 +225,31 @@ def ranking(bb: str, length: int) -> None:
                               key="tr_rank_model")
     indicators = [i.name for i in INDICATORS if model_based or not i.needs_backbone]
     with st.spinner("Computing indicators…"):
-        rk = ui.call(science.rank_sources, bb, target, indicators, length, tasks=have, table=ui.similarity_table)
+        rk = ui.call(science.rank_sources, bb, target, indicators, length, tasks=have, table=ui.similarity_table,
+                     prompt_type=ui.active_prompt_type())
     df = pd.DataFrame(index=pd.Index(rk.sources, name="source"))
     df["family"] = [ui.task_family(s) for s in rk.sources]
     for m in indicators:
         df[f"rank {m}"] = [rk.ranks[m][s] for s in rk.sources]
-    for measure, got in rk.measured.items():
-        df[measure] = [got[s] for s in rk.sources]
+    for measure in rk.measured:
+        df[measure] = [measured_text(rk, measure, s) for s in rk.sources]
     st.dataframe(df, key="tr_ranking")
+    st.caption("Measured values carry their 95% interval (a paired bootstrap over the test items the run shares "
+               "with its reference); ≈ marks a value whose interval covers no change (0, or 1 for a ratio).")
     lines = []
     for m, s in rk.best.items():
-        got = [(k, v[s]) for k, v in rk.measured.items() if v[s] is not None]
-        measured = ", ".join(f"{k} {v:.3f}" if science.MEASURES.get(k).relative else f"{k} {v:+.3f}"
-                             for k, v in got)
-        lines.append(f"- **{m}** picks **{s}**" + (f" (measured: {measured})" if measured else " (no runs yet)"))
+        got = [f"{k} {measured_text(rk, k, s)}" for k, v in rk.measured.items() if v[s] is not None]
+        lines.append(f"- **{m}** picks **{s}**" + (f" (measured: {', '.join(got)})" if got else " (no runs yet)"))
     st.markdown("\n".join(lines))
+
+
+def measured_text(rk: science.SourceRanking, measure: str, source: str) -> str:
+    """ "+0.032 [+0.010, +0.055]", "0.91 [0.86, 0.97]" for a ratio, with ≈ when the interval covers no change."""
+    value, ci = rk.measured[measure][source], rk.measured_ci.get(measure, {}).get(source)
+    relative = science.MEASURES.get(measure).relative
+    text = stats_view.fmt_value(value, *(ci or (None, None)), signed=not relative)
+    no_change = 1.0 if relative else 0.0
+    return f"{text} ≈" if ci and ci[0] <= no_change <= ci[1] else text
 
 
 def main() -> None:

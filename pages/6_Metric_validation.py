@@ -27,8 +27,10 @@ def runs_fingerprint(bb: str) -> tuple:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def validate(bb: str, tasks: tuple[str, ...], measure: str, metrics: tuple[str, ...], length: int, fp: tuple):
-    return science.validate_indicators(bb, list(tasks), measure, list(metrics), prompt_length=length)
+def validate(bb: str, tasks: tuple[str, ...], measure: str, metrics: tuple[str, ...], length: int, fp: tuple,
+             prompt_type: str = "input"):
+    return science.validate_indicators(bb, list(tasks), measure, list(metrics), prompt_length=length,
+                                       prompt_type=prompt_type)
 
 
 def form_settings() -> dict:
@@ -196,7 +198,7 @@ def main() -> None:
         if len(tasks) < 3 or not metrics:
             st.warning("Select at least 3 tasks and one indicator.")
             return
-        plan = ui.call(ops.measure_plan, bb, tasks, measure, length, form_settings())
+        plan = ui.call(ops.measure_plan, bb, tasks, measure, length, form_settings(), ui.active_prompt_type())
         fill_form(bb, plan)
         if not plan.values:
             label, ref = jobs_view.method_label(plan.method), jobs_view.method_label(plan.reference)
@@ -208,7 +210,8 @@ def main() -> None:
                         f"({', '.join(plan.waiting)}): launch them with **Measure more pairs** above.")
             return
         with st.spinner("Computing indicators and correlations…"):
-            out = ui.call(validate, bb, tuple(tasks), measure, tuple(metrics), length, runs_fingerprint(bb))
+            out = ui.call(validate, bb, tuple(tasks), measure, tuple(metrics), length, runs_fingerprint(bb),
+                          ui.active_prompt_type())
         results(out, bb, measure)
 
 

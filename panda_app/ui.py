@@ -55,10 +55,28 @@ def prompt_length() -> int:
     return int(st.session_state["prompt_length"])
 
 
+def active_prompt_type() -> str:
+    """The prompt type every page compares and transfers (`PROMPT_TYPES`; chosen on Home)."""
+    if "prompt_type" not in st.session_state:
+        st.session_state["prompt_type"] = "input"
+    return str(st.session_state["prompt_type"])
+
+
+def prompt_type_label(name: str) -> str:
+    from panda_core.prompts.types import PROMPT_TYPES
+
+    return f"{name}: {PROMPT_TYPES.get(name).label}"
+
+
+def prompt_set() -> str:
+    """How the pages name the prompts they show: "20-token input prompts"."""
+    return f"{prompt_length()}-token {active_prompt_type()} prompts"
+
+
 def _sidebar() -> None:
     with st.sidebar:
         st.caption("Active backbone")
-        st.markdown(f"**{backbone()}** · prompts of {prompt_length()} tokens")
+        st.markdown(f"**{backbone()}** · {prompt_set()}")
         try:
             running = store.list_runs(status="running", limit=50)
             queued = store.list_runs(status="queued", limit=50)
@@ -161,8 +179,9 @@ def prompt_rows(bb: str, method: str | None = TASK_PROMPT) -> list[dict]:
 
 
 def latest_prompts(bb: str, length: int | None = None) -> dict[str, dict]:
-    """{task: its prompt}: the store's one rule for a task's prompt (its newest PT prompt)."""
-    return store.latest_prompts(bb, TASK_PROMPT, length or prompt_length())
+    """{task: its prompt}: the store's one rule for a task's prompt (its newest PT
+    prompt of the session's prompt type)."""
+    return store.latest_prompts(bb, TASK_PROMPT, length or prompt_length(), prompt_type=active_prompt_type())
 
 
 def tasks_with_prompts(bb: str, length: int | None = None) -> list[str]:
@@ -179,8 +198,9 @@ def tasks_ready(minimum: int, why: str = "") -> list[str] | None:
     have = tasks_with_prompts(bb, length)
     if len(have) >= minimum:
         return have
-    st.info(f"Need trained {length}-token prompts for at least {minimum} task(s) on {bb} (found {len(have)}){why}. "
-            "Train them from the Home page (**Train missing prompts**) or the Prompts page.")
+    st.info(f"Need trained {length}-token {active_prompt_type()} prompts for at least {minimum} task(s) on {bb} (found "
+            f"{len(have)}){why}. Train them from the Home page (**Train missing prompts**) or the Prompts page, "
+            "or choose another prompt type on Home.")
     st.page_link("app.py", label="Go to Home", icon="🏠")
     return None
 
@@ -199,21 +219,23 @@ def fingerprint(bb: str) -> tuple:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _similarity(metric: str, bb: str, tasks: tuple[str, ...] | None, length: int,
-                options: tuple[tuple[str, Any], ...], fp: tuple) -> dict:
+                options: tuple[tuple[str, Any], ...], fp: tuple, kind: str = "input") -> dict:
     from panda_core.indicators.similarity import similarity_table
 
     return similarity_table(metric, bb, list(tasks) if tasks else None, prompt_length=length,
-                            options=dict(options))
+                            options=dict(options), prompt_type=kind)
 
 
 def similarity_table(metric: str, bb: str, tasks: Sequence[str] | None, length: int = 20,
-                     options: dict[str, Any] | None = None) -> dict:
+                     options: dict[str, Any] | None = None, prompt_type: str | None = None) -> dict:
     """panda_core's indicator table, cached until the prompts change. Only the
     options the indicator declares are passed (and keyed), so an embedding
-    indicator is computed once whatever the model options are."""
+    indicator is computed once whatever the model options are. `prompt_type`:
+    the session's unless given."""
     declared = {o.name for o in INDICATORS.get(metric).options}
     opts = tuple(sorted((k, v) for k, v in (options or {}).items() if k in declared))
-    return _similarity(metric, bb, tuple(tasks) if tasks else None, length, opts, fingerprint(bb))
+    kind = prompt_type or active_prompt_type()
+    return _similarity(metric, bb, tuple(tasks) if tasks else None, length, opts, fingerprint(bb), kind)
 
 
 # ------------------------------------------------- selectors from the registries

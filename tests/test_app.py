@@ -481,3 +481,38 @@ def test_measure_more_pairs_offers_the_pt_references_gains_need(app_cache, monke
     finally:
         for r in queued:
             ops.cancel(r["id"])  # never run: a queued job would hold up later ones
+
+
+# ------------------------------------------------------------- prompt types
+def test_pages_follow_the_prompt_type_chosen_on_home(app_cache):
+    """Choosing "deep" on Home makes Similarity, Clusters and the training form work on
+    deep prompts (per-layer prefixes of MiniLM's 6 layers), never on input prompts."""
+    import torch
+
+    from panda_core import store
+    from panda_core.indicators.similarity import similarity_table
+    from panda_core.prompts import SoftPrompt
+
+    at = page("home").run()
+    assert at.selectbox(key="home_prompt_type").options == ["input: input-level prompt (n x d rows in the input "
+                                                            "embeddings)", "deep: deep prompt (per-layer key/value "
+                                                            "prefixes, P-tuning v2)"]
+    at.selectbox(key="home_prompt_type").set_value("deep").run()
+    ok(at)
+    assert at.session_state["prompt_type"] == "deep"
+    assert set(at.multiselect(key="home_train_tasks").value) >= set(TASKS)  # no deep prompt trained yet
+    g = torch.Generator().manual_seed(0)
+    ids = [store.save_prompt(SoftPrompt(tensor=0.05 * torch.randn(6, 2, 20, 384, generator=g), backbone="minilm",
+                                        task=t)) for t in TASKS]
+    try:
+        at = page("similarity", prompt_type="deep", sim_metric_a="c_avg").run()
+        ok(at)
+        heat = figures(at)[0]["data"][0]
+        expected = similarity_table("c_avg", "minilm", TASKS, prompt_type="deep")
+        assert values(heat["z"]) == expected["matrix"] != similarity_table("c_avg", "minilm", TASKS)["matrix"]
+        at = page("clusters", prompt_type="deep", clu_method="pca").run()
+        ok(at)
+        assert any("3 deep prompts" in c.value for c in at.caption)
+    finally:
+        for pid in ids:
+            store.delete_prompt(pid)

@@ -27,8 +27,8 @@ from panda_core import data as tasks
 from panda_core import store
 from panda_core.data.tables import read_table
 from panda_core.errors import PandaError
-from panda_core.prompts.readouts import params_problem
 from panda_core.ops import prompt_files as export
+from panda_core.prompts.readouts import params_problem
 
 SCALE = float(os.environ.get("PANDA_FUZZ_SCALE", "1"))
 

@@ -358,7 +358,7 @@ def test_rank_sources_and_predicted_transfer(study):
 
     scores = {"imdb_uci": 0.0, "yelp_uci": 0.9, "amazon_uci": 0.4}
 
-    def table(metric, backbone, tasks, length):  # a fake indicator: column imdb = scores; "flip" reverses it
+    def table(metric, backbone, tasks, length, prompt_type="input"):  # a fake indicator: column imdb = scores; "flip" reverses it
         order = sorted(tasks)
         col = {t: (-scores[t] if metric == "flip" else scores[t]) for t in order}
         return {"tasks": order, "matrix": [[col[s] if t == "imdb_uci" else 0.0 for t in order] for s in order]}
@@ -369,6 +369,7 @@ def test_rank_sources_and_predicted_transfer(study):
     assert r.best == {"spot": "yelp_uci", "flip": "amazon_uci"}
     assert r.measured["zero-shot"] == {"yelp_uci": 0.8, "amazon_uci": 0.4}
     assert r.measured["panda-gain"] == {"yelp_uci": None, "amazon_uci": None}
+    assert r.measured_ci["zero-shot"] == {"yelp_uci": None, "amazon_uci": None}  # these runs kept no items
     assert predicted_transfer("spot", "minilm", ["yelp_uci", "imdb_uci", "mr"], "imdb_uci", 4, table=table) \
         == {"yelp_uci": 0.9}
     with pytest.raises(PandaError, match="ranking sources"):

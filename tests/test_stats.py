@@ -26,6 +26,7 @@ from panda_core.stats import (
     mcnemar_exact,
     ndcg_at_k,
     paired_difference,
+    paired_ratio_ci,
     rank_correlation_ci,
     result_items,
     retrieval_summary,
@@ -166,6 +167,24 @@ def test_bootstrap_interval_covers_the_true_difference_at_its_nominal_rate(joint
         res = paired_difference(a, b, n_resamples=1000, seed=sim)
         hits += res.low <= true_diff <= res.high
     assert 0.90 <= hits / 200 <= 0.99
+
+
+def test_paired_ratio_interval_covers_the_true_ratio():
+    """Zero-shot over the target's own prompt: the interval of mean(a) / mean(b) on the
+    same items covers the true ratio at about its nominal rate, and refuses other items."""
+    joint = (0.50, 0.05, 0.25, 0.20)  # P(a) = 0.55, P(b) = 0.75
+    true_ratio = (joint[0] + joint[1]) / (joint[0] + joint[2])
+    rng = np.random.default_rng(11)
+    hits = 0
+    for sim in range(100):
+        a, b = simulate_pair(rng, 300, joint)
+        low, high = paired_ratio_ci(a, b, n_resamples=1000, seed=sim)
+        assert low <= a.mean() / b.mean() <= high
+        hits += low <= true_ratio <= high
+    assert 0.88 <= hits / 100 <= 1.0
+    assert all(math.isnan(x) for x in paired_ratio_ci([1, 0], [0, 0]))
+    with pytest.raises(PandaError, match="same, non-empty test items"):
+        paired_ratio_ci([1, 0, 1], [1, 0])
 
 
 def test_a_shifted_truth_is_rarely_covered():

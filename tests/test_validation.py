@@ -89,6 +89,40 @@ def test_runs_of_other_settings_are_never_mixed_in(private_cache):
     assert found.missing_references() == [T]
 
 
+def test_runs_and_references_of_another_prompt_type_are_never_used(private_cache):
+    """Deep-prompt runs (stored with prompt_type "deep") make their own measurement;
+    input-prompt runs store no prompt type and make the default one."""
+    pt_train(T, "1111111111")
+    pt_train(T, "1100000000", prompt_type="deep")
+    transfer("pot", A, T, "1111100000")
+    transfer("pot", B, T, "1111111111", prompt_type="deep")
+    M = measured_matrix("minilm", TASKS, "pot-gain")
+    assert M[0, 2] == pytest.approx(0.5 - 1.0) and np.isnan(M[1, 2])
+    D = measured_matrix("minilm", TASKS, "pot-gain", prompt_type="deep")
+    assert D[1, 2] == pytest.approx(1.0 - 0.2) and np.isnan(D[0, 2])
+    assert missing_pairs("minilm", TASKS, "pot-gain", prompt_type="deep") == [
+        (s, t) for s in TASKS for t in TASKS if s != t and (s, t) != (B, T)]
+
+
+def test_a_measured_value_has_a_paired_interval_on_its_common_items(private_cache):
+    from panda_core.indicators.validation import pair_interval
+
+    pt_train(T, "1111111111" * 20)
+    transfer("pot", A, T, "1111111110" * 20)  # -0.1
+    found = measurement("minilm", TASKS, "pot-gain")
+    low, high = pair_interval(found, A, T)
+    assert low <= -0.1 <= high < 0  # every discordant item favours PT: clearly worse
+    assert pair_interval(found, B, T) is None  # no run
+
+
+def test_measure_plan_submits_the_prompt_type_it_measures(private_cache):
+    from panda_core.ops import measure_plan
+
+    plan = measure_plan("minilm", TASKS, "pot-gain", 4, {"steps": 40}, prompt_type="deep")
+    assert plan.config["train"]["prompt_type"] == "deep" and not plan.measured
+    assert "prompt_type" not in measure_plan("minilm", TASKS, "pot-gain", 4, {"steps": 40}).config["train"]
+
+
 def test_without_stored_items_only_an_equal_test_limit_is_comparable(private_cache):
     pt_train(T, None, acc=0.8, test_limit=None)
     transfer("zero-shot", A, T, None, acc=0.4, test_limit=200)

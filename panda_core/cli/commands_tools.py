@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from ..errors import PandaError
+from .args import RegistryChoices
 from .base import command, log
 
 
@@ -57,10 +58,26 @@ def cmd_worker(args: argparse.Namespace) -> Any:
 
 
 # --------------------------------------------------------------- devtools
+def _stage_choices() -> RegistryChoices:
+    """The report's stages, read from `devtools.report.STAGES` when asked (never at import)."""
+
+    def names() -> list[str]:
+        from devtools.report import STAGES
+
+        return list(STAGES)
+
+    def resolve(name: str) -> str:
+        if name not in names():
+            raise PandaError(f"unknown report stage {name!r}; choose from {', '.join(names())}")
+        return name
+
+    return RegistryChoices("report stage", names, resolve)
+
+
 def _report_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--backbone", default="minilm")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--stages", nargs="*", choices=["pt", "zero_shot", "transfers", "indicators", "projectors"])
+    sp.add_argument("--stages", nargs="*", **_stage_choices().argument(help="the stages to run (default: all)"))
     sp.add_argument("--render-only", action="store_true",
                     help="rewrite docs/results.md from docs/results/results.json without computing")
 

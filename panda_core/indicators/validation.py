@@ -32,12 +32,12 @@ import numpy as np
 from .. import store
 from ..errors import PandaError
 from ..registry import Registry
-from ..stats import common_prefix, result_items
+from ..stats import common_prefix, paired_difference, paired_ratio_ci, result_items
 from .base import INDICATORS
 from .correlation import rank_correlation
 
-#: (metric, backbone, tasks, prompt_length) -> similarity_table dict; pages pass their cached version
-TableFn = Callable[[str, str, list[str], int], dict]
+#: (metric, backbone, tasks, prompt_length, prompt_type=...) -> similarity_table dict; pages pass their cached version
+TableFn = Callable[..., dict]
 
 
 #: what decides an evaluation-only run's score: the settings of a zero-shot configuration
@@ -104,6 +104,11 @@ def _train_part(run: Mapping[str, Any]) -> dict[str, Any]:
     return dict(cfg["train"]) if isinstance(cfg.get("train"), dict) else {k: v for k, v in cfg.items() if k != JOB_KEY}
 
 
+def prompt_type_of(run: Mapping[str, Any]) -> str:
+    """The prompt type a stored run trained or scored (runs of input prompts do not store it)."""
+    return _train_part(run).get("prompt_type") or "input"
+
+
 def run_settings(run: Mapping[str, Any], measure: Measure) -> dict[str, Any]:
     """The configuration of a stored run as far as `measure` is concerned."""
     flat = _flat(run.get("config"))
@@ -146,7 +151,7 @@ class Measurement:
 
 
 def measurement(backbone: str, tasks: list[str], measure: str = "zero-shot", prompt_length: int | None = None,
-                config: Mapping[str, Any] | Any | None = None) -> Measurement:
+                config: Mapping[str, Any] | Any | None = None, prompt_type: str = "input") -> Measurement:
     """The measured matrix of `measure` for one configuration of runs.
 
     `config` (a flat dict of settings, or a TrainConfig / TransferConfig) picks the
@@ -154,12 +159,13 @@ def measurement(backbone: str, tasks: list[str], measure: str = "zero-shot", pro
     run among `tasks` that matches then fixes every other setting, and only runs of
     exactly those settings fill the matrix (the newest of each pair). Each value is
     taken against the target's newest reference run of the same settings (the test
-    limit aside) on the same test items; NaN where no such run or reference exists."""
+    limit aside) on the same test items; NaN where no such run or reference exists.
+    Runs and references of another `prompt_type` are never used."""
     m = MEASURES.get(measure)
     wanted = _flat(config) | ({} if prompt_length is None else {"prompt_length": prompt_length})
     wanted = {k: v for k, v in wanted.items() if m.settings is None or k in m.settings}
     done = _newest_first(r for r in store.list_runs(kind="transfer", status="done", limit=100000)
-                         if r["backbone"] == backbone)
+                         if r["backbone"] == backbone and prompt_type_of(r) == prompt_type)
     mine = [r for r in done if r["method"] == m.method and r["source"] in tasks and r["target"] in tasks]
     chosen = next((r for r in mine if all(run_settings(r, m).get(k) == v for k, v in wanted.items())), None)
     out = Measurement(m.name, list(tasks), None if chosen is None else run_settings(chosen, m),
@@ -169,7 +175,7 @@ def measurement(backbone: str, tasks: list[str], measure: str = "zero-shot", pro
         return out
     keys = [k for k in _train_part(chosen) if k != "test_limit" and k in out.config]
     trains = _newest_first(r for r in store.list_runs(kind="train", status="done", limit=100000)
-                           if r["backbone"] == backbone and r["method"] == "pt")
+                           if r["backbone"] == backbone and r["method"] == "pt" and prompt_type_of(r) == prompt_type)
     candidates = [r for r in done if r["method"] == m.reference] + trains  # the reference method's own runs first
     for run in mine:
         s, t = run["source"], run["target"]
@@ -187,26 +193,46 @@ def measurement(backbone: str, tasks: list[str], measure: str = "zero-shot", pro
     return out
 
 
+def pair_interval(found: Measurement, source: str, target: str) -> tuple[float, float] | None:
+    """The 95% interval of one measured value: a bootstrap over the test items its
+    run and its reference share (paired: an item's two results are resampled
+    together); None without a run, a reference or per-item results."""
+    rid, ref = found.runs.get((source, target)), found.references.get((source, target))
+    if rid is None or ref is None:
+        return None
+    a, b = (result_items((store.get_run(i) or {}).get("result")) for i in (rid, ref))
+    if a is None or b is None:
+        return None
+    a, b = common_prefix(a, b)
+    if not a.size:
+        return None
+    if MEASURES.get(found.measure).relative:
+        return paired_ratio_ci(a, b)
+    d = paired_difference(a, b)
+    return d.low, d.high
+
+
 def measured_matrix(backbone: str, tasks: list[str], measure: str = "zero-shot",
-                    prompt_length: int | None = None, config: Mapping[str, Any] | Any | None = None) -> np.ndarray:
+                    prompt_length: int | None = None, config: Mapping[str, Any] | Any | None = None,
+                    prompt_type: str = "input") -> np.ndarray:
     """(sources, targets) matrix of measured transfer in one configuration (`measurement`);
     NaN where no run of that configuration, or no reference on the same items, exists."""
-    return measurement(backbone, tasks, measure, prompt_length, config).matrix
+    return measurement(backbone, tasks, measure, prompt_length, config, prompt_type).matrix
 
 
 def missing_pairs(backbone: str, tasks: list[str], measure: str, prompt_length: int | None = None,
-                  config: Mapping[str, Any] | Any | None = None) -> list[tuple[str, str]]:
+                  config: Mapping[str, Any] | Any | None = None, prompt_type: str = "input") -> list[tuple[str, str]]:
     """Ordered (source, target) pairs of distinct tasks with no run yet in the
     configuration `measurement` picks (a pair whose run lacks a reference is not
     missing: running it again would not help; see `Measurement.missing_references`)."""
-    runs = measurement(backbone, tasks, measure, prompt_length, config).runs
+    runs = measurement(backbone, tasks, measure, prompt_length, config, prompt_type).runs
     return [(s, t) for s in tasks for t in tasks if s != t and (s, t) not in runs]
 
 
 def validate_indicators(
     backbone: str, tasks: list[str] | None = None, measure: str = "zero-shot",
     metrics: list[str] | None = None, prompt_length: int = 20, n_inputs: int = 32,
-    config: Mapping[str, Any] | Any | None = None,
+    config: Mapping[str, Any] | Any | None = None, prompt_type: str = "input",
 ) -> dict:
     """Rank correlation of every indicator (every registered one by default) with the
     measured transfer of one configuration (`measurement`): Spearman and Kendall with
@@ -220,9 +246,9 @@ def validate_indicators(
     for name in metrics:
         INDICATORS.get(name)  # refuse unknown names before any work
     MEASURES.get(measure)
-    prompts = task_prompts(backbone, tasks, prompt_length)
+    prompts = task_prompts(backbone, tasks, prompt_length, prompt_type)
     tasks = [p.task for p in prompts]
-    found = measurement(backbone, tasks, measure, prompt_length, config)
+    found = measurement(backbone, tasks, measure, prompt_length, config, prompt_type)
     measured = found.matrix
     off_diag = ~np.eye(len(tasks), dtype=bool)
     if np.isnan(measured[off_diag]).all():
@@ -237,11 +263,11 @@ def validate_indicators(
         )
     out = {}
     for metric in metrics:
-        table = similarity_table(metric, backbone, tasks, prompt_length, n_inputs=n_inputs)
+        table = similarity_table(metric, backbone, tasks, prompt_length, n_inputs=n_inputs, prompt_type=prompt_type)
         pred = np.array(table["matrix"])
         out[metric] = {"matrix": table["matrix"]} | rank_correlation(pred, measured)
     ranked = sorted(out, key=lambda m: -np.nan_to_num(out[m]["spearman_mean"], nan=-9))
-    return {"tasks": tasks, "measure": measure, "backbone": backbone, "config": found.config,
+    return {"tasks": tasks, "measure": measure, "backbone": backbone, "prompt_type": prompt_type, "config": found.config,
             "measured": [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in measured],
             "missing_references": found.missing_references(),
             "indicators": out, "best": ranked[0] if ranked else None}
@@ -264,7 +290,8 @@ def run_curve(run: dict) -> list[tuple[int, float]]:
     return store.curve(run["id"]) or [tuple(p) for p in (run.get("result") or {}).get("dev_curve") or []]
 
 
-def pt_reference(runs: Iterable[dict], backbone: str, target: str | None, prompt_length: int) -> PtReference:
+def pt_reference(runs: Iterable[dict], backbone: str, target: str | None, prompt_length: int,
+                 prompt_type: str = "input") -> PtReference:
     """The PT reference of a batch of runs on `target`: a finished PT run among `runs`
     (its best dev accuracy over the curve, its test accuracy), else the target's newest PT prompt."""
     pt_run = next((r for r in runs if r["method"] == "pt" and r["status"] == "done" and r.get("result")), None)
@@ -272,7 +299,7 @@ def pt_reference(runs: Iterable[dict], backbone: str, target: str | None, prompt
         res = pt_run["result"]
         dev = max((acc for _, acc in run_curve(pt_run)), default=res.get("dev_acc"))
         return PtReference(dev, res.get("test_acc"), "run", pt_run["id"])
-    row = store.latest_prompt(target, backbone, "pt", prompt_length) if target else None
+    row = store.latest_prompt(target, backbone, "pt", prompt_length, prompt_type) if target else None
     if row is not None:
         return PtReference(row["scores"].get("dev_acc"), row["scores"].get("test_acc"), "stored", row["id"])
     return PtReference(None, None, "none")
@@ -315,19 +342,19 @@ def _table(table: TableFn | None) -> TableFn:
     return similarity_table
 
 
-def _tasks_with_prompts(backbone: str, prompt_length: int) -> list[str]:
-    return list(store.latest_prompts(backbone, "pt", prompt_length))
+def _tasks_with_prompts(backbone: str, prompt_length: int, prompt_type: str = "input") -> list[str]:
+    return list(store.latest_prompts(backbone, "pt", prompt_length, prompt_type=prompt_type))
 
 
 def predicted_transfer(metric: str, backbone: str, sources: Sequence[str], target: str, prompt_length: int = 20,
-                       table: TableFn | None = None) -> dict[str, float]:
+                       table: TableFn | None = None, prompt_type: str = "input") -> dict[str, float]:
     """Indicator `metric`'s predicted transfer from each source (with a PT prompt) to
     `target`; empty when the target has no prompt or no source is usable."""
-    have = set(_tasks_with_prompts(backbone, prompt_length))
+    have = set(_tasks_with_prompts(backbone, prompt_length, prompt_type))
     tasks = [s for s in dict.fromkeys(sources) if s in have and s != target]
     if target not in have or not tasks:
         return {}
-    t = _table(table)(metric, backbone, tasks + [target], prompt_length)
+    t = _table(table)(metric, backbone, tasks + [target], prompt_length, prompt_type=prompt_type)
     j = t["tasks"].index(target)
     return {s: t["matrix"][t["tasks"].index(s)][j] for s in tasks}
 
@@ -343,6 +370,8 @@ class SourceRanking:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     ranks: dict[str, dict[str, int]] = field(default_factory=dict)
     measured: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: measure -> source -> the 95% interval of its measured value (`pair_interval`; None: no items)
+    measured_ci: dict[str, dict[str, tuple[float, float] | None]] = field(default_factory=dict)
     best: dict[str, str] = field(default_factory=dict)  # indicator -> its top source
 
 
@@ -353,16 +382,16 @@ def _ranks(scores: dict[str, float]) -> dict[str, int]:
 
 def rank_sources(backbone: str, target: str, indicators: Sequence[str], prompt_length: int = 20,
                  tasks: Sequence[str] | None = None, table: TableFn | None = None,
-                 measures: Sequence[str] | None = None) -> SourceRanking:
+                 measures: Sequence[str] | None = None, prompt_type: str = "input") -> SourceRanking:
     """Rank every other task with a PT prompt (or `tasks`) as a source for `target`."""
-    tasks = list(tasks) if tasks is not None else _tasks_with_prompts(backbone, prompt_length)
+    tasks = list(tasks) if tasks is not None else _tasks_with_prompts(backbone, prompt_length, prompt_type)
     if target not in tasks or len(tasks) < 3 or not indicators:
         raise PandaError(f"ranking sources for '{target}' needs its trained prompt, at least two candidate "
                          "sources with prompts and one indicator")
     out = SourceRanking(target, [])
     order: list[str] = tasks
     for name in indicators:
-        t = _table(table)(name, backbone, tasks, prompt_length)
+        t = _table(table)(name, backbone, tasks, prompt_length, prompt_type=prompt_type)
         order, j = t["tasks"], t["tasks"].index(target)
         out.scores[name] = {s: float(t["matrix"][i][j]) for i, s in enumerate(order) if s != target}
         out.ranks[name] = _ranks(out.scores[name])
@@ -371,7 +400,10 @@ def rank_sources(backbone: str, target: str, indicators: Sequence[str], prompt_l
     out.sources = sorted(sources, key=lambda s: out.ranks[indicators[0]][s])
     jj = order.index(target)
     for measure in measures or MEASURES.names():
-        M = measured_matrix(backbone, order, measure, prompt_length)
+        found = measurement(backbone, order, measure, prompt_length, prompt_type=prompt_type)
+        M = found.matrix
         out.measured[measure] = {s: None if np.isnan(M[order.index(s), jj]) else round(float(M[order.index(s), jj]), 4)
                                  for s in sources}
+        out.measured_ci[measure] = {s: pair_interval(found, s, target) if out.measured[measure][s] is not None
+                                    else None for s in sources}
     return out

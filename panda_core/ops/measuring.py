@@ -83,9 +83,9 @@ def _has_reference(runs: list[dict], target: str, train: Mapping[str, Any], keys
 
 
 def measure_plan(backbone: str, tasks: list[str], measure: str, prompt_length: int,
-                 settings: Mapping[str, Any] | None = None) -> MeasurePlan:
+                 settings: Mapping[str, Any] | None = None, prompt_type: str = "input") -> MeasurePlan:
     """The runs that complete the (sources, targets) matrix of `measure` among
-    `tasks` with prompts of `prompt_length` tokens (`validation.measurement`'s
+    `tasks` with `prompt_type` prompts of `prompt_length` tokens (`validation.measurement`'s
     configuration), as job parameters for `ops.submit("transfer", ...)`.
 
     `settings` (flat training settings and knobs) apply only when no run is
@@ -95,16 +95,17 @@ def measure_plan(backbone: str, tasks: list[str], measure: str, prompt_length: i
     from ..transfer import METHODS, Sources
 
     m = validation.MEASURES.get(measure)
-    found = validation.measurement(backbone, tasks, measure, prompt_length)
+    found = validation.measurement(backbone, tasks, measure, prompt_length, prompt_type=prompt_type)
     measured = bool(found.runs)
     flat = dict(found.config or {}) if measured else dict(settings or {})
-    config = submit_config(flat | {"prompt_length": prompt_length})
+    config = submit_config(flat | {"prompt_length": prompt_length, "prompt_type": prompt_type})
     train = config["train"]
     keys = [k for k in train if k != "test_limit" and (m.settings is None or k in m.settings)]
     done = [r for r in store.list_runs(kind="transfer", status="done", limit=100000)
             if r["backbone"] == backbone and r["method"] == m.reference]
     done += [r for r in store.list_runs(kind="train", status="done", limit=100000)
              if r["backbone"] == backbone and r["method"] == "pt"]
+    done = [r for r in done if validation.prompt_type_of(r) == prompt_type]
     ref_method = METHODS.get(m.reference)
     sourceless = ref_method.sources in (Sources.NONE, Sources.OPTIONAL)
     off = ~np.eye(len(tasks), dtype=bool)

@@ -21,12 +21,12 @@ from __future__ import annotations
 from .hierarchical import HierarchicalDifference, cell_means, hierarchical_bootstrap, sign_flip_test
 from .intervals import accuracy_with_ci, bootstrap_mean_ci, majority_accuracy, wilson_interval
 from .items import RESULT_KEY, common_prefix, decode_items, encode_items, result_items
-from .paired import PairedDifference, mcnemar_exact, paired_difference
+from .paired import PairedDifference, mcnemar_exact, paired_difference, paired_ratio_ci
 from .ranking import ndcg_at_k, rank_correlation_ci, retrieval_summary, target_columns, top_beats_median
 
 __all__ = [
     "RESULT_KEY", "HierarchicalDifference", "PairedDifference", "accuracy_with_ci", "bootstrap_mean_ci",
     "cell_means", "common_prefix", "decode_items", "encode_items", "hierarchical_bootstrap", "majority_accuracy",
-    "mcnemar_exact", "ndcg_at_k", "paired_difference", "rank_correlation_ci", "result_items",
+    "mcnemar_exact", "ndcg_at_k", "paired_difference", "paired_ratio_ci", "rank_correlation_ci", "result_items",
     "retrieval_summary", "sign_flip_test", "target_columns", "top_beats_median", "wilson_interval",
 ]

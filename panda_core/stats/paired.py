@@ -70,6 +70,33 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
+def paired_ratio_ci(a_correct: Any, b_correct: Any, *, confidence: float = 0.95, n_resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) / mean(b) on the same items (each
+    item's pair resampled together): the interval of a relative transfer, such
+    as zero-shot accuracy over the target's own prompt's. (nan, nan) when b is
+    never right."""
+    from scipy import stats
+
+    check_confidence(confidence)
+    a, b = as_bool_array(a_correct).astype(float), as_bool_array(b_correct).astype(float)
+    if a.size != b.size or a.size == 0:
+        raise PandaError(f"a paired ratio needs the same, non-empty test items; got {a.size} and {b.size} items")
+    if not b.any():
+        return float("nan"), float("nan")
+
+    def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return x.mean(axis) / y.mean(axis)
+
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        r = float(ratio(a, b))
+        return r, r
+    res = stats.bootstrap((a, b), ratio, paired=True, confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def paired_difference(a_correct: Any, b_correct: Any, *, confidence: float = 0.95,
                       n_resamples: int = 2000, seed: int = 0) -> PairedDifference:
     """Paired difference of accuracies of `a` and `b` on the same test items
