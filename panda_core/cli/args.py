@@ -175,6 +175,14 @@ def add_budget(sp: argparse.ArgumentParser, *, lr: bool = True, batch: bool = Tr
         sp.add_argument("--batch-size", type=int, default=16)
     if eval_every:
         sp.add_argument("--eval-every", type=int, default=50)
+        sp.add_argument("--patience", type=int,
+                        help="stop after N dev evaluations without improvement (default: run every step)")
+    if batch:
+        from ..training.config import BATCHINGS  # no torch
+
+        sp.add_argument("--batching", choices=BATCHINGS,
+                        help="training batches drawn at random, or grouped by length (less padding); "
+                             "default: TrainConfig's")
 
 
 def add_limits(sp: argparse.ArgumentParser) -> None:

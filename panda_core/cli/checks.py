@@ -23,7 +23,8 @@ from ..errors import PandaError
 TRAIN_FIELDS = {
     "steps": "steps", "prompt_len": "prompt_length", "seed": "seed", "lr": "lr", "batch_size": "batch_size",
     "eval_every": "eval_every", "head": "head", "train_limit": "train_limit", "dev_limit": "dev_limit",
-    "test_limit": "test_limit", "readout": "readout", "prompt_type": "prompt_type",
+    "test_limit": "test_limit", "readout": "readout", "prompt_type": "prompt_type", "patience": "patience",
+    "batching": "batching",
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")  # what the hub accepts as a model id
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # NUL, line breaks and other controls

@@ -174,8 +174,9 @@ def make_scorer(backbone: Any, task_name: str, prompt_length: int) -> Any:
 
 
 def dev_batches(scorer: Any, n_inputs: int, batch_size: int) -> Any:
-    """Batches of the first `n_inputs` dev examples of the scorer's task."""
+    """Batches of the first `n_inputs` dev examples of the scorer's task, grouped by
+    length (the indicators average over the inputs, so the order does not matter)."""
     from ..data import load_split
 
     enc = scorer.encode(load_split(scorer.task.name, "dev"))
-    return scorer.batches(enc, batch_size, limit=n_inputs)
+    return scorer.batches(enc, batch_size, limit=n_inputs, sort_by_length=True)

@@ -106,11 +106,77 @@ def collate(enc: Encoded, index: torch.Tensor, pad_id: int, device: torch.device
     return Batch(ids.to(device), mask.to(device), enc.labels[index].to(device), index, types)
 
 
+#: rows per inference batch at most, and padded text tokens per batch at most: batches of a
+#: length-sorted split take as many rows as fit, so long texts go in small batches and short
+#: ones in large (docs/performance.md measures both choices)
+EVAL_BATCH_SIZE = 128
+EVAL_TOKEN_BUDGET = 4096
+
+
+def by_length(enc: Encoded, n: int) -> torch.Tensor:
+    """Positions 0..n-1 of a split, longest first (ties in split order): batches cut
+    from this order are padded to almost nothing."""
+    if enc.lengths is None:
+        raise ValueError("an Encoded split needs its lengths (Encoded.pad) to be sorted by length")
+    return torch.argsort(enc.lengths[:n], descending=True, stable=True)
+
+
+#: a length-sorted batch closes before a row shorter than this fraction of its longest
+EVAL_MIN_FILL = 0.9
+
+
+def length_sorted_chunks(enc: Encoded, n: int, batch_size: int,
+                         token_budget: int | None = EVAL_TOKEN_BUDGET,
+                         min_fill: float = EVAL_MIN_FILL) -> list[torch.Tensor]:
+    """The first `n` positions of a split, longest first, cut into batches of at
+    most `batch_size` rows and `token_budget` padded tokens (None: rows only),
+    each closed before a row shorter than `min_fill` of its longest, so no row
+    is padded by more than 1 - `min_fill` of its width."""
+    order = by_length(enc, n)
+    lengths = enc.lengths[order].tolist()
+    chunks, start = [], 0
+    while start < n:
+        longest = max(lengths[start], 1)
+        rows = batch_size if token_budget is None else max(1, min(batch_size, token_budget // longest))
+        end = start + 1
+        while end < min(n, start + rows) and lengths[end] >= min_fill * longest:
+            end += 1
+        chunks.append(order[start:end])
+        start = end
+    return chunks
+
+
 def batches(enc: Encoded, batch_size: int, gather: Callable[[Encoded, torch.Tensor], Batch],
             shuffle: bool = False, generator: torch.Generator | None = None,
-            limit: int | None = None) -> Iterator[Batch]:
-    """Batches of (the first `limit` examples of) a split, in order or shuffled."""
+            limit: int | None = None, sort_by_length: bool = False) -> Iterator[Batch]:
+    """Batches of (the first `limit` examples of) a split: in order, shuffled, or
+    (`sort_by_length`, for inference) longest first within `EVAL_TOKEN_BUDGET`
+    padded tokens, so little padding is computed; each batch's `index` says
+    where its rows belong in the split."""
     n = len(enc) if limit is None else min(limit, len(enc))
+    if sort_by_length and not shuffle:
+        for chunk in length_sorted_chunks(enc, n, batch_size):
+            yield gather(enc, chunk)
+        return
     order = torch.randperm(len(enc), generator=generator)[:n] if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         yield gather(enc, order[start : start + batch_size])
+
+
+def padding_stats(enc: Encoded, batch_size: int, sort_by_length: bool, limit: int | None = None,
+                  extra: int = 0, token_budget: int | None = EVAL_TOKEN_BUDGET,
+                  min_fill: float = EVAL_MIN_FILL) -> tuple[int, int]:
+    """(real tokens, computed tokens) of evaluating a split the way `batches` cuts it,
+    each row `extra` tokens longer (a prompt's rows): what length-sorting saves,
+    without running a model."""
+    n = len(enc) if limit is None else min(limit, len(enc))
+    if sort_by_length:
+        chunks = length_sorted_chunks(enc, n, batch_size, token_budget, min_fill)
+    else:
+        chunks = list(torch.arange(n).split(batch_size))
+    real = computed = 0
+    for chunk in chunks:
+        lengths = enc.lengths[chunk] + extra
+        real += int(lengths.sum())
+        computed += int(lengths.max()) * len(chunk)
+    return real, computed

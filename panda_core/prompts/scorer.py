@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..backbones.kinds import KINDS, Runner
 from ..errors import PandaError
 from . import deep, readouts
-from .encoding import Batch, Encoded, batches, collate, encode_examples
+from .encoding import EVAL_BATCH_SIZE, Batch, Encoded, batches, collate, encode_examples
 
 if TYPE_CHECKING:
     from ..data.examples import Example, TaskSpec
@@ -107,9 +107,11 @@ class PromptScorer:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         limit: int | None = None,
+        sort_by_length: bool = False,
     ) -> Iterator[Batch]:
-        """Batches padded to their own longest sequence."""
-        return batches(enc, batch_size, self.collate, shuffle, generator, limit)
+        """Batches padded to their own longest sequence (`sort_by_length`: grouped
+        by length, for inference; `Batch.index` places the rows)."""
+        return batches(enc, batch_size, self.collate, shuffle, generator, limit, sort_by_length)
 
     def collate(self, enc: Encoded, index: torch.Tensor) -> Batch:
         """The examples at `index`, padded to their own longest sequence."""
@@ -301,27 +303,30 @@ class PromptScorer:
         enc: Encoded,
         prompt: torch.Tensor,
         head: torch.nn.Module | None = None,
-        batch_size: int = 64,
+        batch_size: int = EVAL_BATCH_SIZE,
         limit: int | None = None,
     ) -> torch.Tensor:
         """(N,) bool: whether each of (the first `limit` examples of) a split is
         predicted right, in the split's order. Intervals and paired comparisons
-        of two prompts on the same items are computed from these."""
+        of two prompts on the same items are computed from these. The batches
+        are grouped by length (little padding is computed); each row is put
+        back in its place."""
         was_training = self.model.training
         self.model.eval()
-        rows = []
-        for batch in self.batches(enc, batch_size, limit=limit):
+        n = len(enc) if limit is None else min(limit, len(enc))
+        correct = torch.zeros(n, dtype=torch.bool)
+        for batch in self.batches(enc, batch_size, limit=limit, sort_by_length=True):
             pred = self.logits(batch, prompt, head).argmax(-1)
-            rows.append((pred == batch.labels).cpu())
+            correct[batch.index] = (pred == batch.labels).cpu()
         self.model.train(was_training)
-        return torch.cat(rows) if rows else torch.zeros(0, dtype=torch.bool)
+        return correct
 
     def accuracy(
         self,
         enc: Encoded,
         prompt: torch.Tensor,
         head: torch.nn.Module | None = None,
-        batch_size: int = 64,
+        batch_size: int = EVAL_BATCH_SIZE,
         limit: int | None = None,
     ) -> float:
         """Accuracy of the prompt on (the first `limit` examples of) a split."""

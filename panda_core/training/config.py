@@ -57,6 +57,10 @@ def _choice(names: list[str]) -> tuple[Callable[[Any], bool], str]:
 
 
 # field -> (accepts the value?, the allowed range in words); optional fields also accept None
+#: how training batches are drawn: "random" (uniformly shuffled) or "length" (shuffled, then grouped by
+#: length in groups of 50 batches whose order is shuffled: little padding; `trainer.Stream`)
+BATCHINGS = ("random", "length")
+
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "steps": _integer(1),
     "batch_size": _integer(1),
@@ -79,6 +83,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "kd_weight": _number(0.0),
     "readout": _choice([readouts.AUTO, *readouts.READOUTS.names()]),
     "prompt_type": _choice(PROMPT_TYPES.names()),
+    "batching": _choice(BATCHINGS),
 }
 _OPTIONAL = {"lr", "patience", "dev_limit", "test_limit", "train_limit"}
 
@@ -128,6 +133,8 @@ class TrainConfig:
     readout: str = readouts.AUTO
     #: what a prompt is (`prompts.types.PROMPT_TYPES`): input-level rows or per-layer deep prefixes
     prompt_type: str = "input"
+    #: how training batches are drawn (`BATCHINGS`)
+    batching: str = "random"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -146,12 +153,15 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The stored form. ``readout`` is left out while it is "auto" and "auto"
         still means each kind's original readout, and ``prompt_type`` while it
-        is "input", so the keys of the runs stored before them stay the same."""
+        is "input", and ``batching`` while it is "random", so the keys of the
+        runs stored before them stay the same."""
         out = asdict(self)
         if out["readout"] == readouts.AUTO and readouts.DEFAULT == readouts.LEGACY:
             del out["readout"]
         if out["prompt_type"] == "input":  # likewise: input-level runs keep their keys
             del out["prompt_type"]
+        if out["batching"] == "random":  # likewise: runs batched at random keep their keys
+            del out["batching"]
         return out
 
     @classmethod

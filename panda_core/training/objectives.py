@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..prompts import Encoded, PromptScorer
+from ..prompts.encoding import EVAL_BATCH_SIZE
 from .trainer import take_step
 
 
@@ -44,25 +45,41 @@ class TeacherCache:
         self.table: torch.Tensor | None = None
         self.have = torch.zeros(len(enc), dtype=torch.bool)
 
+    def prefill(self, index: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> int:
+        """Run the teacher on the examples at `index` it has not seen, before
+        training starts: one inference pass in batches grouped by length (a
+        training batch would pad them to its own longest text, and run them in
+        train-sized batches between steps). Returns how many it ran."""
+        todo = torch.unique(index)
+        todo = todo[~self.have[todo]]
+        if not len(todo):
+            return 0
+        longest_first = todo[torch.argsort(self.enc.lengths[todo], descending=True, stable=True)]
+        for start in range(0, len(longest_first), batch_size):
+            self._fill(longest_first[start:start + batch_size])
+        return len(todo)
+
+    def _fill(self, todo: torch.Tensor) -> None:
+        sub = self.scorer.collate(self.enc, todo)
+        model = self.scorer.model
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            if self.head is None:
+                z_t = self.scorer.logits(sub, self.teacher, None).float()
+            else:
+                z_t = self.scorer.head_inputs(sub, self.teacher, self.head).float()
+        model.train(was)
+        if self.table is None:
+            self.table = torch.zeros(len(self.enc), z_t.shape[1], device=z_t.device)
+        self.table[todo.to(z_t.device)] = z_t
+        self.have[todo] = True
+
     def __call__(self, batch) -> torch.Tensor:
         index = batch.index
         have = self.have[index]
         if not bool(have.all()):  # bookkeeping on the CPU: no device sync
-            todo = index[~have]
-            sub = self.scorer.collate(self.enc, todo)
-            model = self.scorer.model
-            was = model.training
-            model.eval()
-            with torch.no_grad():
-                if self.head is None:
-                    z_t = self.scorer.logits(sub, self.teacher, None).float()
-                else:
-                    z_t = self.scorer.head_inputs(sub, self.teacher, self.head).float()
-            model.train(was)
-            if self.table is None:
-                self.table = torch.zeros(len(self.enc), z_t.shape[1], device=z_t.device)
-            self.table[todo.to(z_t.device)] = z_t
-            self.have[todo] = True
+            self._fill(index[~have])
         rows = self.table[index.to(self.table.device)]
         if self.head is None:
             return rows

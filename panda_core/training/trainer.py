@@ -44,9 +44,21 @@ def lr_lambda(step: int, total: int, warmup_steps: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup_steps))
 
 
+#: batches per length-sorted group of a length-grouped epoch (the `group_by_length` idea)
+GROUP_BATCHES = 50
+
+
 class Stream:
     """Seeded shuffled epochs of example positions, `batch_size` at a time (an
     epoch's incomplete last batch is dropped unless it is the only one).
+
+    With `lengths` (length-grouped batching) an epoch's permutation is cut
+    into groups of `GROUP_BATCHES` batches, each group is sorted by length
+    and cut into batches, and the order of the full batches is shuffled (an
+    incomplete one stays last): every batch holds texts of similar length, so
+    little padding is computed, and the batches still come in random order.
+    The epoch order is a function of the generator state alone, so a
+    checkpoint's state restores it exactly either way.
 
     Its state is the generator state before the current epoch's permutation
     plus the offset in it, which is what a checkpoint stores. Kept from the
@@ -55,9 +67,11 @@ class Stream:
     and skipped between epochs. `restore` reproduces that skip too, so a run
     resumed from a checkpoint taken at an epoch's end continues exactly."""
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, lengths: torch.Tensor | None = None) -> None:
         self.n, self.batch_size = n, batch_size
+        self.lengths = None if lengths is None else lengths[:n].clone()
         self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
         self.epoch_gen = self.gen.get_state()
         self.offset = 0
         self._order: torch.Tensor | None = None
@@ -70,11 +84,27 @@ class Stream:
     def __iter__(self) -> Stream:
         return self
 
+    def _epoch(self) -> torch.Tensor:
+        """One epoch's order of positions (draws from the generator)."""
+        order = torch.randperm(self.n, generator=self.gen)
+        if self.lengths is None:
+            return order
+        group = GROUP_BATCHES * self.batch_size
+        chunks = []
+        for start in range(0, self.n, group):
+            part = order[start:start + group]
+            part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
+            chunks += list(part.split(self.batch_size))
+        full = [c for c in chunks if len(c) == self.batch_size]
+        rest = [c for c in chunks if len(c) < self.batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=self.gen).tolist()]
+        return torch.cat(shuffled + rest)
+
     def __next__(self) -> torch.Tensor:
         while True:
             if self._order is None:
                 self.epoch_gen = self.gen.get_state()
-                self._order = torch.randperm(self.n, generator=self.gen)
+                self._order = self._epoch()
                 self._next, self.offset = self.offset, 0
             start = self._next
             if start < self._stop:
@@ -87,7 +117,13 @@ class Stream:
         self.gen.set_state(epoch_gen)
         self.epoch_gen, self.offset, self._order = self.gen.get_state(), int(offset), None
         if self.offset >= self._stop:  # saved at an epoch's end: that permutation is spent already
-            torch.randperm(self.n, generator=self.gen)
+            self._epoch()
+
+    def visits(self, steps: int) -> torch.Tensor:
+        """The positions the first `steps` batches of a fresh stream like this one
+        visit (this stream is not advanced): what a teacher pass must cover."""
+        fresh = Stream(self.n, self.batch_size, self.seed, self.lengths)
+        return torch.unique(torch.cat([next(fresh) for _ in range(steps)])) if steps > 0 else torch.zeros(0, dtype=torch.long)
 
 
 @dataclass

@@ -155,10 +155,15 @@ def train(
         teacher = teacher_prompt.detach().float().to(backbone.device)
 
     enc_train, enc_dev = scorer.encode(train_ex), scorer.encode(dev_ex)
-    objective = CrossEntropy(scorer, enc_train, prompt, head) if teacher is None else \
-        Distillation(scorer, enc_train, prompt, head, TeacherCache(scorer, enc_train, teacher, head), config.kd_weight)
+    stream = Stream(n_train(config, enc_train), config.batch_size, config.seed,
+                    lengths=enc_train.lengths if config.batching == "length" else None)
+    objective = CrossEntropy(scorer, enc_train, prompt, head)
+    if teacher is not None:
+        cache = TeacherCache(scorer, enc_train, teacher, head)
+        cache.prefill(stream.visits(config.steps))  # every example the run will meet, in one sorted pass
+        objective = Distillation(scorer, enc_train, prompt, head, cache, config.kd_weight)
     params = {"prompt": prompt} | ({f"head.{k}": v for k, v in head.named_parameters()} if head else {})
-    member = Member(task_name, params, stream=Stream(n_train(config, enc_train), config.batch_size, config.seed),
+    member = Member(task_name, params, stream=stream,
                     evaluate=lambda: scorer.accuracy(enc_dev, prompt.detach(), head, limit=config.dev_limit))
     digest = ckpt.run_digest(task_name, backbone.name, config.to_dict(), init, teacher) \
         if resume and not config.tune_model else None
