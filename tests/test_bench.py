@@ -10,10 +10,12 @@ import sys
 
 import pytest
 
-from devtools.bench import CASE_NAMES, Case, PeakRSS, interleaved, render_results, write_docs
+from devtools.bench import CASE_NAMES, QUICK_SKIPPED, Case, PeakRSS, interleaved, render_results, write_docs
 from panda_core.paths import REPO_ROOT
 
 FIELDS = {"name", "ours", "peer", "floor", "ratio_vs_peer", "ratio_vs_floor", "unit", "goal", "meets_goal", "rss_mb"}
+# what a user waits for (devtools/bench/floors.py, waits.py): each must report in a quick run
+WAIT_CASES = ["eval_throughput", "pt_to_accuracy", "zero_shot_matrix", "click_to_result", "page_render"]
 
 
 def test_ratios_are_speedups_whatever_the_unit():
@@ -61,11 +63,15 @@ def test_quick_bench_reports_every_case_and_renders_the_docs(tmp_path):
     out = json.loads(proc.stdout)
     names = [c["name"] for c in out["cases"]]
     for case in CASE_NAMES:
+        if case in QUICK_SKIPPED:
+            assert case not in names, case
+            continue
         assert any(n == case or n.startswith(case + ":") for n in names), (case, names)
     for c in out["cases"]:
         assert FIELDS <= set(c), c
         assert c["ours"] is not None and c["ours"] > 0, c
         assert c["rss_mb"] is None or c["rss_mb"] > 0
+    _check_wait_cases({c["name"]: c for c in out["cases"]})
     assert {"cpu", "usable_cores", "torch_threads", "versions", "load_average"} <= set(out["machine"])
     assert "| case |" in proc.stderr  # the table went to stderr
     # the same document renders the generated block of docs/performance.md
@@ -77,6 +83,60 @@ def test_quick_bench_reports_every_case_and_renders_the_docs(tmp_path):
     write_docs(out, doc)  # idempotent: one generated block
     assert doc.read_text().count("bench:begin") == 1
     assert render_results(out) in doc.read_text()
+
+
+def _check_wait_cases(by_name: dict) -> None:
+    """The evaluation and waiting cases: numbers, goals and the details they are read by."""
+    for name in WAIT_CASES:
+        c = by_name[name]
+        assert isinstance(c["ours"], float) and c["ours"] > 0, c
+        assert isinstance(c["goal"], str) and c["goal"], c
+        assert c["meets_goal"] in (True, False, None), c
+        assert isinstance(c["rss_mb"], float) and c["rss_mb"] > 0, c
+    ev = by_name["eval_throughput"]
+    assert ev["unit"] == "tokens/s" and ev["peer"] > 0 and ev["floor"] > 0 and ev["meets_goal"] in (True, False)
+    d = ev["detail"]
+    assert 0 < d["real_fraction_unsorted"] <= d["real_fraction_sorted"] <= 1
+    assert 0 < d["train_real_fraction"]["random"] <= 1 and 0 < d["train_real_fraction"]["length"] <= 1
+    assert d["same_predictions"] in (True, False) and len(d["tasks"]) == 3
+    zs = by_name["zero_shot_matrix"]
+    assert zs["unit"] == "s" and zs["peer"] > 0 and zs["floor"] > 0
+    assert zs["detail"]["same_predictions"] in (True, False)
+    assert len(zs["detail"]["accuracy_matrix"]) == len(zs["detail"]["tasks"]) == 3
+    pt = by_name["pt_to_accuracy"]
+    assert pt["unit"] == "s" and pt["peer"] > 0 and pt["meets_goal"] in (True, False)
+    assert pt["detail"]["ours"]["reached"] and pt["detail"]["peer"]["reached"]  # the quick threshold is 0.0
+    assert pt["detail"]["ours"]["step"] >= 1 and pt["detail"]["peer"]["step"] >= 1
+    click = by_name["click_to_result"]
+    assert set(click["detail"]["phases"]) == {"teacher", "metric", "training", "test", "other"}
+    assert all(click["detail"]["phases"][k] > 0 for k in ("teacher", "training", "test"))
+    assert 0 <= click["detail"]["test_acc"] <= 1
+    pages = by_name["page_render"]["detail"]
+    assert set(pages["cold_seconds"]) == set(pages["warm_seconds"]) == {"similarity", "clusters", "transfer"}
+    assert pages["prompts"] == 3
+
+
+def test_the_click_case_reads_the_transfer_page_defaults():
+    from devtools.bench.waits import transfer_page_defaults
+    from panda_core.training import TrainConfig
+
+    page = transfer_page_defaults()
+    assert set(page) == {"steps", "eval_every", "dev_limit", "test_limit"}
+    assert page["test_limit"] is None or page["test_limit"] > 0  # the page's 0 means the whole test split
+    TrainConfig(**page)  # valid training settings
+
+
+def test_cases_without_a_peer_render_without_a_ratio():
+    case = Case("click_to_result", ours=12.5, peer=None, floor=None, unit="s", goal="report only",
+                detail={"phases": {"teacher": 5.0, "metric": 0.5, "training": 6.0, "test": 0.8, "other": 0.2}})
+    result = {"machine": {"cpu": "x", "usable_cores": 2, "torch_threads": 2, "memory_gb": 1.0, "os": "Linux",
+                          "device": "cpu", "versions": {"python": "3", "torch": "2", "transformers": "5"},
+                          "load_average": [0.1], "load_average_end": [0.1], "date": "today"},
+              "settings": {"quick": True, "backbones": ["minilm"], "batch_size": 8, "prompt_length": 20, "reps": 3},
+              "cases": [case.to_dict()], "seconds": 1.0}
+    text = render_results(result)
+    assert "`click_to_result`: 12.50 s (teacher 5.0 s, metric 0.5 s, training 6.0 s, test 0.8 s" in text
+    assert "-x" not in text
 
 
 def test_the_pair_by_pair_peers_define_the_same_embedding_metrics():

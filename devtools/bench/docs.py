@@ -21,6 +21,8 @@ def _fmt(x: float | None, unit: str = "") -> str:
         return f"{x:.2f} s"
     if unit == "examples/s":
         return f"{x:.1f} ex/s"
+    if unit == "tokens/s":
+        return f"{x:.0f} tok/s"
     return f"{x:.2f}"
 
 
@@ -64,8 +66,38 @@ def _against_goal(c: dict) -> str:
         extra = f" (PANDA step time {c['detail'].get('time_ratio_vs_pot')}x PoT)"
     if c["name"] == "sweep_ray":
         extra = f"; scores equal to local: {c['detail'].get('scores_equal_to_local_2_workers')}"
-    return (f"- `{c['name']}`: {_fmt(c['ours'], c['unit'])}, {_fmt(c['ratio_vs_peer'])}x "
-            f"{c.get('peer_is') or 'the peer'}{extra} - goal {c['goal']}: **{met}**.")
+    extra += _waits_extra(c)
+    vs = f", {_fmt(c['ratio_vs_peer'])}x {c.get('peer_is') or 'the peer'}" if c["ratio_vs_peer"] is not None else ""
+    return f"- `{c['name']}`: {_fmt(c['ours'], c['unit'])}{vs}{extra} - goal {c['goal']}: **{met}**."
+
+
+def _waits_extra(c: dict) -> str:
+    """What explains the number of an evaluation or waiting case (floors.py, waits.py)."""
+    d = c.get("detail") or {}
+    if d.get("skipped"):
+        return f" (skipped: {d['skipped']})"
+    if c["name"] == "eval_throughput":
+        t = d.get("train_real_fraction") or {}
+        return (f", {_fmt(c['ratio_vs_floor'])} of the forward floor; real/computed tokens "
+                f"{d.get('real_fraction_sorted')} sorted vs {d.get('real_fraction_unsorted')} in batches of 64, "
+                f"training {t.get('length')} length-grouped vs {t.get('random')} random; "
+                f"same predictions: {d.get('same_predictions')}")
+    if c["name"] == "zero_shot_matrix":
+        return (f", {_fmt(c['ratio_vs_floor'])} of the forward floor; {len(d.get('tasks', []))} tasks at "
+                f"{d.get('limit')} test items; same predictions: {d.get('same_predictions')}")
+    if c["name"] == "pt_to_accuracy":
+        o, p = d.get("ours") or {}, d.get("peer") or {}
+        return (f"; ours dev {o.get('dev_acc')} at step {o.get('step')}, the peer dev {p.get('dev_acc')} at step "
+                f"{p.get('step')} (threshold {d.get('threshold')}, reached: {o.get('reached')} / {p.get('reached')})")
+    if c["name"] == "click_to_result":
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in (d.get("phases") or {}).items())
+        return f" ({phases})"
+    if c["name"] == "page_render":
+        cold, warm = d.get("cold_seconds") or {}, d.get("warm_seconds") or {}
+        return " (" + ", ".join(f"{k} {cold.get(k)} s cold, {warm.get(k)} s warm" for k in warm) + ")"
+    if c["name"] == "int8_inference":
+        return f"; min prediction agreement {d.get('min_agreement')}: {d.get('decision')}"
+    return ""
 
 
 def render_results(result: dict) -> str:

@@ -64,6 +64,25 @@ class BenchConfig:
     sweep_steps: int = 12  # training steps of each transfer
     sweep_eval_limit: int = 32
     sweep_reps: int = 2
+    # what a user waits for (floors.py, waits.py); None: every offline task / the whole split
+    eval_tasks: int | None = None  # test splits of eval_throughput and int8_inference
+    eval_limit: int | None = None  # items per split
+    eval_reps: int = 3  # at most; fewer (never under 1) when a repetition is slow, see eval_budget
+    eval_budget: float | None = 400.0
+    zs_tasks: int | None = None  # K of zero_shot_matrix
+    zs_limit: int = 200  # the study's zero-shot test limit
+    zs_reps: int = 1
+    acc_threshold: float = 0.70  # pt_to_accuracy: dev accuracy to reach (first acc_dev_limit dev examples)
+    acc_steps: int = 300  # the step budget (and so the schedule) of both runs
+    acc_eval_every: int = 20
+    acc_dev_limit: int = 200
+    acc_reps: int = 1
+    click_pt_steps: int = 50  # click_to_result: the PT prompts of source and target it starts from
+    click_pt_eval_limit: int = 200  # dev and test items of those PT runs
+    click_quick: dict | None = None  # click_to_result's training sizes instead of the Transfer page's defaults
+    click_metric_inputs: int | None = None  # None: TransferConfig's default
+    page_prompts: int = 8  # page_render: prompts (one per task) in its private store
+    page_timeout: float = 600.0
     seed: int = 0
 
     @classmethod
@@ -73,7 +92,12 @@ class BenchConfig:
             cfg = replace(cfg, quick=True, backbones=("minilm",), batch_size=8, n_batches=2, reps=3,
                           per_task_batch=2, n_prompts=6, n_inputs=4, indicator_reps=1, panda_reps=1, sweep_size=2,
                           sweep_steps=2, sweep_eval_limit=16, sweep_reps=1, step_budget=None,
-                          indicator_budget=None, sweep_budget=None)
+                          indicator_budget=None, sweep_budget=None,
+                          eval_tasks=3, eval_limit=64, eval_reps=1, eval_budget=None, zs_tasks=3, zs_limit=32,
+                          acc_threshold=0.0, acc_steps=4, acc_eval_every=2, acc_dev_limit=32,
+                          click_pt_steps=2, click_pt_eval_limit=16,
+                          click_quick={"steps": 4, "eval_every": 2, "dev_limit": 16, "test_limit": 32},
+                          click_metric_inputs=8, page_prompts=3)
         if backbones:
             cfg = replace(cfg, backbones=tuple(backbones))
         return cfg

@@ -2,6 +2,8 @@
 prompt tuning and against the bare forward+backward floor), `panda_step`
 (PANDA with its teacher cache warm and cold, against PoT) and
 `batched_prompts` (K prompts in mixed batches against K sequential runs).
+Also the PEFT peer's pieces, and `trainer_curve`: PEFT prompt tuning driven
+by `transformers.Trainer`, the peer of `waits.pt_to_accuracy`.
 
 Each times exactly the step the one training loop takes
 (`panda_core.training.prompt_step` / `multitask_step`) on pre-tokenised
@@ -10,13 +12,47 @@ batches, so the numbers are the loop's own, not a re-implementation's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import shutil
+import sys
+import tempfile
+import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 
+from panda_core.errors import PandaError
+
 from .harness import BENCH_TASKS, BenchConfig, Case, Log, PeakRSS, available, interleaved, median, rounded
+
+
+def peft_prompt_model(bb, init: torch.Tensor) -> torch.nn.Module:
+    """PEFT's prompt tuning (PromptTuningConfig) on a copy of the frozen backbone
+    (the shared one is never wrapped), its virtual tokens set to `init`, in eval mode."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    task_type = TaskType(bb.kind_impl.peft_task_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(copy.deepcopy(bb.model),
+                               PromptTuningConfig(task_type=task_type, num_virtual_tokens=init.shape[0]))
+    model.eval()
+    with torch.no_grad():
+        model.prompt_encoder["default"].embedding.weight.copy_(init)
+    return model
+
+
+def peft_class_scores(scorer, model: torch.nn.Module, n: int, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, C) class scores of a PEFT prompt-tuned model, read and scored as ours
+    (the same pooling over the text states, the same label scoring); PEFT puts
+    its `n` virtual tokens first."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask)
+    ones = torch.ones(attention_mask.shape[0], n, dtype=attention_mask.dtype, device=attention_mask.device)
+    mask = torch.cat([ones, attention_mask], 1)
+    return scorer.class_scores(scorer.kind_impl.read_outputs(out, mask, 0, n).float())
 
 
 class PeftStep:
@@ -25,32 +61,109 @@ class PeftStep:
     and the same optimiser, clipping and schedule."""
 
     def __init__(self, bb, scorer, init: torch.Tensor, lr: float) -> None:
-        from peft import PromptTuningConfig, TaskType, get_peft_model
-
         self.scorer, self.n = scorer, init.shape[0]
-        task_type = TaskType(bb.kind_impl.peft_task_type)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model = get_peft_model(copy.deepcopy(bb.model),
-                                        PromptTuningConfig(task_type=task_type, num_virtual_tokens=self.n))
-        self.model.eval()
-        with torch.no_grad():
-            self.model.prompt_encoder["default"].embedding.weight.copy_(init)
+        self.model = peft_prompt_model(bb, init)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optim, self.sched = optimiser(self.params, lr)
 
     def step(self, batch) -> torch.Tensor:
-        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        mask = torch.cat([torch.ones(batch.attention_mask.shape[0], self.n, dtype=batch.attention_mask.dtype),
-                          batch.attention_mask], 1)
-        feats = self.scorer.kind_impl.read_outputs(out, mask, 0, self.n).float()
-        loss = F.cross_entropy(self.scorer.class_scores(feats), batch.labels)
+        z = peft_class_scores(self.scorer, self.model, self.n, batch.input_ids, batch.attention_mask)
+        loss = F.cross_entropy(z, batch.labels)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
         self.sched.step()
         return loss.detach()
+
+
+def trainer_curve(bb, task: str, tc, init: torch.Tensor, threshold: float) -> list[tuple[int, float, float]]:
+    """The peer: PEFT's PromptTuningConfig on a copy of the backbone, trained by
+    `transformers.Trainer` at its defaults except the loss (ours: cosine to the
+    label descriptions, `compute_loss`), the learning rate, the batch size, the
+    step budget, the seed and the evaluation interval; the same training
+    examples, tokenised the same way, and the same dev subset; stopped by a
+    callback at the first evaluation reaching `threshold`. Returns the dev
+    curve as (step, accuracy, seconds since the Trainer was built: the PEFT
+    wrapping of a private copy of the backbone is not timed)."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from panda_core.data import get_task, load_split
+    from panda_core.prompts import PromptScorer
+    from panda_core.training.tuning import backbone_lr
+
+    scorer = PromptScorer(bb, get_task(task), tc.prompt_length, tc.max_length, tc.temperature)
+    encs = {"train": scorer.encode(load_split(task, "train")), "dev": scorer.encode(load_split(task, "dev"))}
+    n_dev = len(encs["dev"]) if tc.dev_limit is None else min(tc.dev_limit, len(encs["dev"]))
+    model, n = peft_prompt_model(bb, init), init.shape[0]
+
+    def collate(rows: list[dict]) -> dict:
+        batch = scorer.collate(encs[rows[0]["split"]], torch.tensor([r["idx"] for r in rows]))
+        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "labels": batch.labels}
+
+    def scores(model, inputs: dict) -> torch.Tensor:
+        return peft_class_scores(scorer, model, n, inputs["input_ids"], inputs["attention_mask"])
+
+    class ScoredTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            model.eval()  # the frozen backbone without dropout, as ours computes the same loss
+            z = scores(model, inputs)
+            loss = F.cross_entropy(z, inputs["labels"])
+            return (loss, z) if return_outputs else loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            inputs = {k: v.to(self.args.device) for k, v in inputs.items()}
+            with torch.no_grad():
+                z = scores(model, inputs)
+            return None, z.detach(), inputs["labels"]
+
+    curve: list[tuple[int, float, float]] = []
+
+    class StopAtThreshold(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            acc = float((metrics or {}).get("eval_accuracy", float("nan")))
+            curve.append((state.global_step, round(acc, 4), round(time.perf_counter() - t0, 2)))
+            if acc >= threshold:
+                control.should_training_stop = True
+            return control
+
+    def accuracy(pred) -> dict:
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    out_dir = tempfile.mkdtemp(prefix="panda-bench-trainer-")
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):  # its log lines are printed
+            warnings.simplefilter("ignore")
+            args = TrainingArguments(
+                output_dir=out_dir, per_device_train_batch_size=tc.batch_size, learning_rate=backbone_lr(bb, tc),
+                max_steps=tc.steps, eval_strategy="steps", eval_steps=tc.eval_every, seed=tc.seed,
+                save_strategy="no", report_to="none", remove_unused_columns=False, label_names=["labels"])
+            t0 = time.perf_counter()
+            trainer = ScoredTrainer(
+                model=model, args=args, data_collator=collate, compute_metrics=accuracy,
+                train_dataset=[{"split": "train", "idx": i} for i in range(len(encs["train"]))],
+                eval_dataset=[{"split": "dev", "idx": i} for i in range(n_dev)], callbacks=[StopAtThreshold()])
+            trainer.train()
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if not curve:
+        raise PandaError("the transformers.Trainer peer never evaluated on dev")
+    return curve
+
+
+#: what the Trainer peer does differently from ours, reported with pt_to_accuracy
+TRAINER_DIFFERENCES = [
+    "schedule: Trainer's default linear decay with no warm-up; ours warms up over 6% of the steps, then decays",
+    "weight decay: Trainer's default 0.0; ours 1e-5",
+    "batch order: Trainer's RandomSampler; ours length-grouped batches (TrainConfig.batching='length')",
+    "dev evaluation: Trainer's default eval batch of 8 in split order; ours correct_items' length-sorted batches, "
+    "and ours also evaluates at step 0 (counted in its seconds)",
+    "layout: PEFT puts the virtual tokens before [CLS]; ours splices the prompt after it",
+    "settings off Trainer's defaults besides the shared ones: save_strategy='no' (nothing written, as ours with "
+    "resume=False), remove_unused_columns=False and label_names=['labels'] (the batches are ours), the backbone "
+    "in eval mode inside compute_loss (no dropout: the same loss as ours)",
+    "optimiser: Trainer's default AdamW (fused on torch >= 2.8); ours torch AdamW; both clip the gradient norm at 1.0",
+]
 
 
 def optimiser(params: list[torch.Tensor], lr: float) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
