@@ -81,24 +81,57 @@ def stored_section() -> None:
                                 "peft.PeftModel.from_pretrained on the same base model.")
 
 
+UPLOAD_TYPES = ["safetensors", "json", "npy", "pt", "pth", "bin", "zip"]
+_SESSION_BB, _FROM_FILE, _OTHER_BB = "session", "file", "other"
+
+
+def _import_target(folder: Path) -> Path | None:
+    """What to import from the uploaded files: a PEFT adapter (its two files),
+    one prompt file, or (several files) the folder of them."""
+    files = sorted(folder.iterdir())
+    if any(f.name == "adapter_config.json" for f in files) or len(files) > 1:
+        return folder
+    return files[0] if files else None
+
+
 def import_prompt_section() -> None:
     bb = ui.backbone()
-    st.markdown("**Import a prompt**: a `.safetensors` prompt exported by this app, or the two files of a PEFT "
-                "prompt-tuning adapter (`adapter_config.json` + `adapter_model.safetensors`).")
-    files = st.file_uploader("Prompt file(s)", type=["safetensors", "json"], accept_multiple_files=True,
-                             key="prompts_upload")
-    task = st.selectbox("Task it was trained on (when the file does not say)", ["(from the file)"] +
+    st.markdown(
+        "**Import prompts**: a `.safetensors` prompt exported by this app; the two files of a PEFT "
+        "prompt-tuning or prefix-tuning adapter (`adapter_config.json` + `adapter_model.safetensors`); a numpy "
+        "`.npy` array (n x d); a torch `.pt`/`.bin` file holding one tensor, such as the `task_prompt` files "
+        "of Prompt-Transferability (rename `IMDBPromptRoberta/task_prompt` to `IMDBPromptRoberta.pt` and the "
+        "task and backbone are read from the name); or a `.zip` of many, named that way or listed in a "
+        "`manifest.json`/`manifest.csv` (file, task, backbone). Files are checked before anything is stored "
+        "(64 MB per file, 512 MB per zip; nothing is unpickled): one bad file refuses the whole upload.")
+    files = st.file_uploader("Prompt file(s)", type=UPLOAD_TYPES, accept_multiple_files=True, key="prompts_upload")
+    c1, c2 = st.columns(2)
+    task = c1.selectbox("Task it was trained on (when the file does not say)", ["(from the file)"] +
                         ui.available_tasks(), key="prompts_upload_task")
-    if st.button("Import prompt", key="prompts_import", disabled=not files):
+    choices = {_SESSION_BB: f"{bb} (this session's backbone)",
+               _FROM_FILE: "from the file, its name or the manifest",
+               _OTHER_BB: "another backbone id (e.g. roberta-base)"}
+    which = c2.selectbox("Backbone of the prompts", list(choices), format_func=choices.get,
+                         key="prompts_upload_bb_choice")
+    other = c2.text_input("Backbone id", "roberta-base", key="prompts_upload_bb",
+                          disabled=which != _OTHER_BB,
+                          help="A backbone that is not installed is stored without loading it: the embedding "
+                               "indicators and clusters work on its prompts; transfers and model indicators need it.")
+    backbone = {_SESSION_BB: bb, _FROM_FILE: None, _OTHER_BB: other.strip() or None}[which]
+    if st.button("Import", key="prompts_import", disabled=not files):
         with ui.uploaded_files(files) as folder:
-            names = {f.name for f in folder.iterdir()}
-            target = folder if "adapter_config.json" in names else next(
-                (p for p in folder.iterdir() if p.suffix == ".safetensors"), None)
+            target = _import_target(folder)
             if target is None:
-                st.error("Upload a .safetensors prompt, or adapter_config.json with adapter_model.safetensors.")
+                st.error("Upload a prompt file, the two files of a PEFT adapter, or a .zip of prompts.")
                 return
-            out = ui.call(ops.import_prompt, target, backbone=bb, task=None if task.startswith("(") else task)
-        st.success(f"Imported {out['prompt_id']} ({out['task']}, {out['length']} tokens, method {out['method']})")
+            out = ui.call(ops.import_prompt, target, backbone=backbone,
+                          task=None if task.startswith("(") else task)
+        for row in out.get("prompts", [out]):
+            where = "" if row["installed"] else " (backbone not installed: embedding indicators and clusters only)"
+            st.success(f"Imported {row['prompt_id']} ({row['task']}, {row['backbone']}, {row['length']} tokens, "
+                       f"method {row['method']}){where}")
+        if out.get("skipped"):
+            st.caption(f"Skipped (not prompt files): {', '.join(out['skipped'][:10])}")
 
 
 def import_task_section() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = ["tests/test_reliability.py", "tests/test_fuzz_loaders.py", "tests/test_concurrency.py",
-          "tests/test_cli_params.py"]
+          "tests/test_cli_params.py", "tests/test_importers.py"]
 
 
 def run(fault_scale: float, fuzz_scale: float, extra: list[str]) -> tuple[int, str, list[dict], float]:
@@ -111,7 +111,14 @@ Inf, 1-D/3-D/empty tensors, truncated, not safetensors, pickles of protocol
 0 and 2+, a torch.save zip, a 2-GB header length claim, over 64 MB,
 metadata that contradicts the tensor or has the wrong types or line breaks,
 heads of the wrong shape, unknown task, PEFT adapters that are pickles, LoRA,
-or broken JSON) goes through the Python API and through the CLI. Every one
+or broken JSON; and, in `tests/test_importers.py`, .npy files of the wrong
+dtype or rank, object arrays, truncated or with a header claiming terabytes,
+torch.save zips holding a pickled object (refused by `weights_only=True`),
+no tensor or several, sparse, legacy or re-compressed, zips with `../`,
+absolute or symlink members, a 65 MB member, over 1,000 members or one bad
+prompt among good ones, manifests naming missing files or unknown tasks, empty
+folders, unknown Prompt-Transferability model names and prompts of the wrong
+width for their backbone) goes through the Python API and through the CLI. Every one
 gives a one-line `PandaError` naming the problem and the fix, the CLI exits 2
 with one `error:` line, and a snapshot of the cache (every file's checksum
 and every database row) is identical before and after. A pickle whose
@@ -121,7 +128,9 @@ name inside `cache/uploads/<random>/`, removed afterwards.
 
 **Property-based tests** (`tests/test_fuzz_loaders.py`, hypothesis): random
 bytes, hand-framed safetensors with hostile headers, genuine safetensors with
-random dtypes/shapes/values/metadata, and the same with bytes flipped, cut or
+random dtypes/shapes/values/metadata, genuine and hand-framed .npy files and
+torch.save zips (random dtypes, shapes, containers, objects whose unpickling
+would run code), and the same with bytes flipped, cut or
 inserted; CSV/TSV/JSONL/JSON/parquet/gzip tables with random columns, cells,
 labels and encodings. Every input either loads (and then is checked: finite
 2-D float prompt, labels in range, splits non-empty) or raises `PandaError`

@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) of every loader of user files: task
 files (CSV, TSV, JSONL, JSON, parquet, gzip) and prompt files (safetensors,
-PEFT adapters). For every generated input the loader either loads it
+PEFT adapters, numpy .npy, torch.save zips). For every generated input the loader either loads it
 correctly or raises PandaError with a one-line message - never another
 exception. Inputs range from random bytes, through structurally valid files
 with hostile headers and values, to valid files with single-byte damage.
@@ -16,6 +16,7 @@ import json
 import os
 import struct
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from panda_core import store
 from panda_core.data.tables import read_table
 from panda_core.errors import PandaError
 from panda_core.ops import prompt_files as export
+from panda_core.prompts.importers import read_npy, read_torch_zip
 from panda_core.prompts.readouts import params_problem
 
 SCALE = float(os.environ.get("PANDA_FUZZ_SCALE", "1"))
@@ -168,7 +170,8 @@ prompt_files = st.one_of(
     damaged(raw_safetensors()),
 )
 
-COUNTS = {"prompt_files": 0, "prompt_loaded": 0, "peft": 0, "task_files": 0, "task_loaded": 0, "table_reads": 0}
+COUNTS = {"prompt_files": 0, "prompt_loaded": 0, "peft": 0, "raw": 0, "raw_loaded": 0, "task_files": 0,
+          "task_loaded": 0, "table_reads": 0}
 
 
 def _check_prompt(p) -> None:
@@ -207,7 +210,8 @@ def test_prompt_file_reader_never_raises_anything_but_panda_error(tmp_path):
 def _record(before: dict) -> None:
     """Counts of this test only (COUNTS accumulates over the module)."""
     delta = {k: COUNTS[k] - before.get(k, 0) for k in COUNTS}
-    record("fuzz", prompt_files=delta["prompt_files"] + delta["peft"], prompt_loaded=delta["prompt_loaded"],
+    record("fuzz", prompt_files=delta["prompt_files"] + delta["peft"] + delta["raw"],
+           prompt_loaded=delta["prompt_loaded"] + delta["raw_loaded"],
            task_files=delta["task_files"] + delta["table_reads"], task_loaded=delta["task_loaded"])
 
 
@@ -269,6 +273,126 @@ def test_peft_adapter_reader_never_raises_anything_but_panda_error(tmp_path):
 
     before = dict(COUNTS)
     check()
+    _record(before)
+
+
+# ------------------------------------------------------------------ raw tensors (.npy, torch zips)
+UNPICKLED: list[str] = []  # set if a hostile object were ever unpickled
+
+
+def _unpickled() -> None:
+    UNPICKLED.append("unpickled")
+
+
+class _Marker:
+    """An object whose unpickling would record itself in UNPICKLED."""
+
+    def __reduce__(self):
+        return (_unpickled, ())
+
+
+RAW_SHAPES = [(4, 8), (1, 384), (0, 8), (8,), (2, 3, 4), (2, 2, 3, 8), (2, 3, 3, 8), (20, 384), ()]
+
+
+@st.composite
+def raw_arrays(draw) -> np.ndarray:
+    """Random values (NaN/Inf/overflow sometimes) of a random shape."""
+    shape = draw(st.sampled_from(RAW_SHAPES))
+    arr = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).normal(size=shape)
+    arr *= draw(st.sampled_from([1e-3, 1.0, 1e4]))
+    if arr.size and draw(st.booleans()):
+        arr.reshape(-1)[draw(st.integers(0, arr.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e39]))
+    return arr
+
+
+@st.composite
+def npy_files(draw) -> bytes:
+    """Genuine np.save output (half clean float prompts, which must load; the
+    rest other dtypes, ranks, object arrays with a pickle inside), hand-framed
+    headers with hostile contents, or junk after the magic."""
+    kind = draw(st.sampled_from(["clean", "real", "header", "junk"]))
+    buf = io.BytesIO()
+    if kind == "clean":
+        arr = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).normal(size=(draw(st.integers(1, 24)), 384))
+        np.save(buf, arr.astype(draw(st.sampled_from([np.float32, np.float16, np.float64, ">f4"]))))
+        return buf.getvalue()
+    if kind == "real":
+        arr = draw(raw_arrays())
+        dtype = draw(st.sampled_from([np.float32, np.float16, np.float64, np.int64, np.bool_, np.complex64, "O"]))
+        with np.errstate(all="ignore"):
+            arr = np.array([_Marker()] * max(1, arr.size), dtype=object) if dtype == "O" and draw(st.booleans()) \
+                else arr.astype(dtype)
+        np.save(buf, np.asfortranarray(arr) if draw(st.booleans()) else arr, allow_pickle=True)
+        return buf.getvalue()
+    if kind == "header":
+        descr = draw(st.sampled_from(["<f4", "<f2", ">f8", "<i8", "|b1", "O", "|V8", "<f4x", "<c8", 7, None])
+                     | json_values)
+        shape = draw(st.lists(st.integers(-2, 10), max_size=5).map(tuple) | st.just((2**40, 2**40)) | json_values)
+        text = repr({"descr": descr, "fortran_order": draw(st.booleans() | json_values), "shape": shape})
+        if draw(st.integers(0, 3)) == 0:
+            text = draw(st.text(max_size=80))
+        header = text.encode("latin-1", "replace") + b" " * draw(st.integers(0, 20)) + b"\n"
+        version = draw(st.sampled_from([(1, 0), (2, 0), (3, 0), (9, 9)]))
+        size = struct.pack("<H" if version == (1, 0) else "<I", min(len(header), 2**16 - 1))
+        return b"\x93NUMPY" + bytes(version) + size + header + draw(st.binary(max_size=400))
+    return b"\x93NUMPY" + draw(st.binary(max_size=200))
+
+
+@st.composite
+def torch_files(draw) -> bytes:
+    """Genuine torch.save zips: half a clean prompt tensor (bare or the one
+    tensor of a dict/list: must load); the rest other dtypes, ranks, sparse
+    tensors, containers of none or several tensors, plain values, and objects
+    whose unpickling would run code (weights_only must refuse them)."""
+    if draw(st.booleans()):
+        t = torch.randn(draw(st.integers(1, 24)), 384).to(draw(st.sampled_from([torch.float32, torch.bfloat16])))
+        obj = draw(st.sampled_from(["bare", "dict", "list", "param"]))
+        obj = {"bare": t, "dict": {"model": t}, "list": [t], "param": torch.nn.Parameter(t)}[obj]
+    else:
+        with np.errstate(all="ignore"):
+            t = torch.from_numpy(draw(raw_arrays())).to(draw(st.sampled_from(
+                [torch.float32, torch.float16, torch.float64, torch.int64, torch.bool, torch.complex64])))
+        choices = [t, {"a": t, "b": t.clone()}, {"a": 1, "b": "text"}, [t, _Marker()], {"p": t, "x": _Marker()},
+                   3, "text", None, (t,), {"nested": {"p": t}}]
+        if t.dim() == 2 and t.dtype == torch.float32:
+            choices.append(t.to_sparse())
+        obj = draw(st.sampled_from(choices))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+raw_files = st.one_of(
+    st.tuples(st.just("npy"), st.one_of(npy_files(), damaged(npy_files()))),
+    st.tuples(st.just("torch"), st.one_of(torch_files(), damaged(torch_files()))),
+    st.tuples(st.sampled_from(["npy", "torch"]), st.binary(max_size=300)
+              | st.binary(max_size=300).map(lambda b: b"PK\x03\x04" + b)
+              | st.binary(max_size=64).map(lambda b: b"\x80\x04" + b)),
+)
+
+
+def test_npy_and_torch_readers_never_raise_anything_but_panda_error(tmp_path):
+    readers = {"npy": (read_npy, tmp_path / "fuzz.npy"), "torch": (read_torch_zip, tmp_path / "fuzz.pt")}
+
+    @_settings(400)
+    @given(raw_files)
+    def check(case) -> None:
+        kind, data = case
+        reader, path = readers[kind]
+        COUNTS["raw"] += 1
+        path.write_bytes(data)
+        try:
+            tensor = reader(path)
+        except PandaError as err:
+            one_line_error(err)
+            return
+        assert tensor.dim() in (2, 4) and tensor.dtype == torch.float32 and min(tensor.shape) >= 1
+        assert torch.isfinite(tensor).all() and (tensor.dim() == 2 or tensor.shape[1] == 2)
+        COUNTS["raw_loaded"] += 1
+
+    before = dict(COUNTS)
+    check()
+    assert not UNPICKLED, "a hostile object was unpickled"
     _record(before)
 
 
@@ -459,6 +583,7 @@ def test_generated_inputs_reach_both_outcomes():
     if COUNTS["prompt_files"] == 0 or COUNTS["task_files"] == 0:
         pytest.skip("run with the property tests above")
     assert COUNTS["prompt_loaded"] > 0 and COUNTS["task_loaded"] > 0, COUNTS
+    assert COUNTS["raw"] == 0 or COUNTS["raw_loaded"] > 0, COUNTS
 
 
 

@@ -378,15 +378,15 @@ def test_uploaded_task_with_a_hostile_name_registers_inside_the_cache(private_ca
 
 # ------------------------------------------------------------------ code and config audit
 def _source_files() -> list[Path]:
-    return sorted((REPO / "panda_core").glob("*.py"))
+    return sorted((REPO / "panda_core").rglob("*.py"))
 
 
 def test_no_unpickling_and_no_shell_in_panda_core():
     banned = {
-        r"\btorch\.load\s*\(": "torch.load unpickles",
+        r"\btorch\.load\s*\((?!.*weights_only\s*=\s*True)": "torch.load without weights_only=True unpickles",
         r"\bimport\s+pickle\b|\bfrom\s+pickle\b|\bpickle\.loads?\s*\(": "pickle",
         r"\bdill\b|\bjoblib\.load\b|\bcloudpickle\b": "pickle-based loaders",
-        r"\bnumpy\.load\s*\(|\bnp\.load\s*\(": "np.load can unpickle",
+        r"\b(?:numpy|np)\.load\s*\((?!.*allow_pickle\s*=\s*False)": "np.load without allow_pickle=False can unpickle",
         r"\bshell\s*=\s*True\b": "shell=True",
         r"\bos\.system\s*\(|\bos\.popen\s*\(|\bcommands\.getoutput\b": "shell commands",
         r"(?<![\w.])eval\s*\(|(?<![\w.])exec\s*\(": "eval/exec",

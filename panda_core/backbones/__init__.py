@@ -11,6 +11,7 @@ a hub id. The modules, bottom up:
 - `runtime`: the frozen `Backbone`, devices, FFN discovery;
 - `splitzip`, `gguf`, `packages`: offline package unpacking (`prepare_backbones`);
 - `fixture`: the tiny random masked LM for tests (`tiny_mlm`);
+- `foreign`: backbones that are not installed (imported prompts of them are stored, never loaded);
 - `loading`: `get_backbone` (cached per process and device), `list_backbones`.
 
 Example::

@@ -138,9 +138,21 @@ def _path(text: str) -> tuple[Path, bool]:
         return Path(text), False
 
 
-def backbone(value: Any, flag: str = "--backbone") -> dict:
+def _has_prompts(name: str) -> bool:
+    """Whether the store holds prompts of backbone `name` (never creates the registry)."""
+    from .. import store
+
+    return store_exists() and bool(store.list_prompts(backbone=name))
+
+
+def backbone(value: Any, flag: str = "--backbone", *, model: bool = True) -> dict:
     """{"name", "origin"}: the name prompts and runs are stored under and where
-    the model would come from (registry | tiny | folder | hub); loads nothing."""
+    the model would come from (registry | tiny | folder | hub); loads nothing.
+
+    A backbone that is not installed but has imported prompts in the store
+    (e.g. roberta-base) is origin "stored" when the command does not need the
+    model (`model=False`: embedding indicators); otherwise it is refused in
+    one line naming it and PANDA_ALLOW_HUB=1."""
     from ..backbones import REGISTRY, TINY_MLM
 
     text = name(value, flag).strip()
@@ -155,6 +167,12 @@ def backbone(value: Any, flag: str = "--backbone") -> dict:
     if not _HUB_ID.fullmatch(text) or ".." in text:
         raise PandaError(f"unknown backbone {text!r}: {known}, nor a valid hub id")
     if not os.environ.get("PANDA_ALLOW_HUB"):
+        if _has_prompts(text):
+            if model:
+                from ..backbones.foreign import not_installed_message
+
+                raise PandaError(not_installed_message(text))
+            return {"name": text, "origin": "stored"}
         raise PandaError(f"unknown backbone {text!r}: {known}; to load it from the Hugging Face hub "
                          f"set PANDA_ALLOW_HUB=1")
     return {"name": text, "origin": "hub"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import PandaError
 from . import checks
 from .args import add_check, add_prompt_type, metric_choices, projector_choices, prompt_type_choices
 from .base import Prepared, command, log, tqdm_progress
@@ -43,9 +44,16 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
     tasks = checks.tasks(args.tasks, "--tasks") or None
     metric = metric_choices().resolve(args.metric)
     kind = prompt_type_choices().resolve(args.prompt_type or "input")
-    bb = checks.backbone(args.backbone)
+    bb = checks.backbone(args.backbone, model=False)  # embedding indicators need no model
     window = checks.layer_window(args.layers, bb)
     extra = checks.indicator_options(metric, args.option)
+    if bb["origin"] == "stored":
+        from ..indicators import INDICATORS
+
+        if INDICATORS.get(metric).needs_backbone or extra.get("delta"):
+            from ..backbones.foreign import not_installed_message
+
+            raise PandaError(not_installed_message(bb["name"]))
 
     def plan() -> dict:
         from ..indicators import INDICATORS

@@ -15,14 +15,19 @@ from .base import command, log
 # ---------------------------------------------------------- prompts, doctor
 def _prompts_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("action", nargs="?", choices=["list", "import", "export"])
-    sp.add_argument("target", nargs="?", help="FILE or PEFT folder (import), prompt ID (export)")
-    sp.add_argument("--backbone")
-    sp.add_argument("--task")
+    sp.add_argument("target", nargs="?",
+                    help="import: a prompt file (.safetensors, .npy, torch .pt/.bin or a Prompt-Transferability "
+                         "task_prompt), a PEFT adapter folder, or a folder / .zip of prompts (see "
+                         "docs/prompt_files.md); export: a prompt ID")
+    sp.add_argument("--backbone", help="import: the backbone of prompts that do not name one (an id such as "
+                                       "roberta-base is stored without loading it)")
+    sp.add_argument("--task", help="import: the task of a single prompt whose file does not name it")
     sp.add_argument("--format", choices=["safetensors", "peft"], default="safetensors")
     sp.add_argument("--out", default=".")
 
 
-@command("prompts", "list, import or export prompts", _prompts_arguments)
+@command("prompts", "list, import (safetensors, PEFT, .npy, torch, folders, .zip) or export prompts",
+         _prompts_arguments)
 def cmd_prompts(args: argparse.Namespace) -> Any:
     from .. import ops, store
 

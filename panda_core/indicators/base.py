@@ -70,11 +70,15 @@ class IndicatorContext:
 
     @classmethod
     def for_backbone(cls, name: str, **kwargs: Any) -> IndicatorContext:
-        """A context that loads backbone `name` only if an indicator needs it."""
+        """A context that loads backbone `name` only if an indicator needs it (so
+        the embedding indicators work on prompts of a backbone that is not
+        installed; a model indicator on them is refused in one line naming it)."""
 
         def load() -> Any:
             from ..backbones import get_backbone
+            from ..backbones.foreign import require_installed
 
+            require_installed(name)
             return get_backbone(name)
 
         return cls(backbone_name=name, load_backbone=load, **kwargs)

@@ -78,12 +78,15 @@ def parse_sources(source: SourceArg, method: TransferMethod, from_source: bool =
 
 def backbone_name(backbone: str) -> str:
     """The name a backbone's prompts and runs are stored under. Registry names
-    need no model; a folder or hub id is loaded to learn it."""
+    need no model; a folder or hub id is loaded to learn it (a backbone that
+    is not installed, e.g. of imported prompts, is refused in one line naming it)."""
     from ..backbones import REGISTRY, TINY_MLM, get_backbone
+    from ..backbones.foreign import require_installed
 
     name = backbone.strip().lower() if isinstance(backbone, str) else ""
     if name in REGISTRY or name == TINY_MLM:
         return name
+    require_installed(backbone)
     return get_backbone(backbone).name
 
 

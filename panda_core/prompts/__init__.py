@@ -1,7 +1,9 @@
 """Soft prompts: the artifact (`SoftPrompt`), its type (`PROMPT_TYPES`: input-level
 rows or per-layer deep prefixes), how a fresh one is initialised,
 how a frozen backbone is driven and scored by one (`PromptScorer`), and the
-file formats prompts travel in (our safetensors file, PEFT adapters).
+file formats prompts travel in (our safetensors file, PEFT adapters; what can
+be imported, .npy and torch zips and bundles of them included, is the
+`importers.IMPORTERS` registry).
 
 Importing this package stays light (no torch): the store and waiting job
 workers import it. The scoring side (`PromptScorer`, `Encoded`, `Batch`, ...)
