@@ -105,7 +105,7 @@ def test_each_format_imports(private_cache, tmp_path, no_models):
     assert (out["format"], out["task"], out["backbone"], out["length"], out["hidden_size"], out["installed"]) == \
         ("npy", "sst2", FOREIGN, 100, 768, False)
     assert torch.equal(store.load_prompt(out["prompt_id"]).tensor, t)
-    assert out["method"] == "pt"  # a raw tensor is its task's prompt-tuning prompt
+    assert out["method"] == "pt"  # a raw tensor of a backbone not installed is its task's published prompt
     half = import_prompt(_npy(tmp_path / "h.npy", t.numpy().astype(np.float16)), backbone=FOREIGN, task="mnli")
     assert half["task"] == "mnli"
     deep = import_prompt(_npy(tmp_path / "rte.npy", np.random.randn(12, 2, 5, 768)), backbone=FOREIGN)
@@ -147,6 +147,7 @@ def test_each_format_imports(private_cache, tmp_path, no_models):
 def test_an_installed_backbone_still_gets_its_hidden_size_check(private_cache, tmp_path):
     out = import_prompt(_npy(tmp_path / "mr.npy", np.random.randn(3, 64).astype(np.float32)), backbone="tiny-mlm")
     assert out["backbone"] == "tiny-mlm" and out["installed"] is True
+    assert out["method"] == "imported"  # never displaces a prompt trained here as the task's prompt
     before = snapshot(private_cache)
     with pytest.raises(PandaError, match="hidden size 65") as err:
         import_prompt(_npy(tmp_path / "mr2.npy", np.random.randn(3, 65).astype(np.float32)), backbone="tiny-mlm",

@@ -159,6 +159,11 @@ def _check_foreign(p: SoftPrompt, wanted: str, where: str, length: int | None) -
                          "backbone that is not installed may have")
 
 
+#: formats that carry a bare tensor: on a backbone that is not installed it is the task's published
+#: prompt (method "pt", what the embedding indicators read); on an installed one it is "imported"
+RAW_FORMATS = ("npy", "torch")
+
+
 def _prepare(cand: Candidate, backbone: str | None, task: str | None, length: int | None) -> SoftPrompt:
     """A candidate fully checked and ready to store (nothing is written here)."""
     from ..backbones.foreign import installed
@@ -179,6 +184,8 @@ def _prepare(cand: Candidate, backbone: str | None, task: str | None, length: in
     p.extra = dict(p.extra or {}) | cand.extra | {"imported_from": store.safe_filename(Path(where).name),
                                                  "original_method": p.method, "original_format": cand.fmt}
     p.method = p.method if p.method in ("pt", "pot", "panda") else "imported"
+    if installed(wanted) and cand.fmt in RAW_FORMATS:
+        p.method = "imported"  # a bare tensor never displaces a prompt trained here as its task's prompt
     p.prompt_id = None
     return p
 
