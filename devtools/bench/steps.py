@@ -223,7 +223,12 @@ def bench_steps(bb_name: str, cfg: BenchConfig, log: Log) -> list[Case]:
                 float(loss.detach())
 
         fns = {"ours": ours, "floor": floor, "panda_warm": lambda: panda(warm),
-               "panda_cold": lambda: panda(TeacherCache(scorer, enc, teacher))}
+               "panda_cold": lambda: panda_cold()}
+
+        def panda_cold():  # as `train` runs it: one length-sorted teacher pass over the batches' examples, then the steps
+            cache = TeacherCache(scorer, enc, teacher)
+            cache.prefill(torch.cat(index))
+            panda(cache)
         threads = torch.get_num_threads()
         if threads > 1:  # how much the second core buys one step: bounds what parallel sweeps can gain
 
@@ -260,9 +265,12 @@ def bench_steps(bb_name: str, cfg: BenchConfig, log: Log) -> list[Case]:
                      rss_mb=mem.mb, detail={"time_ratio_vs_pot": rounded(rate["ours"] / rate["panda_warm"])})
     warm_case.meets_goal = rate["ours"] / rate["panda_warm"] <= 1.15
     cold_case = Case(f"panda_step_cold:{bb_name}", rate["panda_cold"], rate["ours"], rate["floor"], "examples/s",
-                     "report only: the first epoch runs one teacher forward per new example", backbone=bb_name,
-                     ours_is="PANDA step, teacher cache empty", peer_is="PoT step", floor_is="as pt_step",
-                     rss_mb=mem.mb, detail={"time_ratio_vs_pot": rounded(rate["ours"] / rate["panda_cold"])})
+                     "cold PANDA step / PoT step >= 0.9 (each example's teacher forward, in one sorted pass, "
+                     "counted in the steps that first meet it)", backbone=bb_name,
+                     ours_is="PANDA steps, teacher pass first (TeacherCache.prefill)", peer_is="PoT step",
+                     floor_is="as pt_step", rss_mb=mem.mb,
+                     detail={"time_ratio_vs_pot": rounded(rate["ours"] / rate["panda_cold"])})
+    cold_case.meets_goal = rate["panda_cold"] / rate["ours"] >= 0.9
     return [pt, warm_case, cold_case]
 
 
