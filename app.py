@@ -36,15 +36,19 @@ def choose_backbone() -> None:
     st.subheader("Backbone")
     rows = ui.backbone_rows()
     names = [r["name"] for r in rows if r.get("available")]
+    foreign = ui.foreign_backbones(names)
     other = "Other: a local folder or a hub id…"
     current = ui.backbone()
-    options = names + [other]
+    options = names + foreign + [other]
     index = options.index(current) if current in options else len(options) - 1
     left, right = st.columns([2, 3])
     with left:
         choice = st.selectbox("Active backbone", options, index=index, key="home_backbone",
+                              format_func=lambda o: f"{o} (imported prompts only)" if o in foreign else o,
                               help="Every page works on this backbone's prompts. Offline backbones come from "
-                                   "PyPI packages; another model can be given as a folder or a hub id.")
+                                   "PyPI packages; another model can be given as a folder or a hub id. "
+                                   "Backbones that are not installed, with imported prompts, offer what needs "
+                                   "only the prompt tensors: embedding indicators and clusters.")
         if choice != other and choice != current:
             st.session_state["backbone"] = choice
             st.rerun()
@@ -90,6 +94,10 @@ def choose_backbone() -> None:
             st.caption(f"{info.get('description', '')} · {kind} · {info['num_layers']} layers · FFN {info['ffn_size']} · "
                        f"{info.get('license', '')}" + ("" if info.get("prepared", True)
                                                         else " · first load unpacks it once (can take a minute)"))
+        elif ui.backbone() in foreign:
+            st.info(f"**{ui.backbone()}** is not installed here: its imported prompts can be compared with the "
+                    "embedding indicators and clustered; training, transfers, ON and the PANDA metric need the "
+                    "backbone itself (PANDA_ALLOW_HUB=1 loads it from the hub).")
         elif st.session_state.get("backbone_warning"):
             st.warning(st.session_state["backbone_warning"])
         table = pd.DataFrame([{k: r.get(k) for k in ("name", "kind", "hidden_size", "num_layers", "ffn_size",
@@ -132,8 +140,13 @@ def cache_overview() -> list[str]:
 
 
 def train_missing(missing: list[str]) -> None:
+    from panda_core.backbones.foreign import installed
+
     bb, length = ui.backbone(), ui.prompt_length()
     st.subheader("Train the missing prompts")
+    if not installed(bb) and bb in ui.foreign_backbones([]):
+        st.caption(f"Training needs the backbone; {bb} is not installed here.")
+        return
     if missing:
         if len(missing) == len(ui.available_tasks()):
             st.info("👋 **First time here?** No prompts are trained on this backbone yet. Every page needs them: "

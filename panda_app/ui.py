@@ -173,6 +173,15 @@ def backbone_rows() -> list[dict]:
     return list_backbones()
 
 
+def foreign_backbones(installed_names: Sequence[str]) -> list[str]:
+    """Backbones with stored (imported) prompts that are not installed here, e.g.
+    'roberta-base' from a published prompt collection."""
+    from panda_core.backbones.foreign import installed
+
+    stored = {r["backbone"] for r in store.list_prompts()}
+    return sorted(b for b in stored - set(installed_names) if not installed(b))
+
+
 def prompt_rows(bb: str, method: str | None = TASK_PROMPT) -> list[dict]:
     """Stored prompts of a backbone, oldest first (every method when `method` is None)."""
     return store.list_prompts(backbone=bb, method=method)

@@ -516,3 +516,26 @@ def test_pages_follow_the_prompt_type_chosen_on_home(app_cache):
     finally:
         for pid in ids:
             store.delete_prompt(pid)
+
+
+def test_home_offers_a_backbone_that_is_only_imported(app_cache, tmp_path):
+    """Published prompts of a backbone that is not installed (RoBERTa-base, 100 x 768)
+    make it a choice on Home, labelled as such; training is not offered for it."""
+    import numpy as np
+
+    from panda_core import store
+    from panda_core.ops import import_prompt
+
+    path = tmp_path / "mr.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((100, 768)).astype(np.float32))
+    pid = import_prompt(path, backbone="roberta-base")["prompt_id"]
+    try:
+        at = page("home").run()
+        ok(at)
+        assert "roberta-base" in at.selectbox(key="home_backbone").options[-2]
+        at = page("home", backbone="roberta-base").run()
+        ok(at)
+        assert any("not installed here" in i.value for i in at.info)
+        assert "home_train_tasks" not in keys(at.multiselect)
+    finally:
+        store.delete_prompt(pid)
