@@ -176,7 +176,7 @@ def test_prompt_downloads_are_valid_files(app_cache, tmp_path):
     prompt = store.read_prompt_file(tmp_path / "p.safetensors")
     assert prompt.task == "imdb_uci" and tuple(prompt.tensor.shape) == (20, 384)
     names = zipfile.ZipFile(io.BytesIO(ui.prompt_download(pid, "peft"))).namelist()
-    assert {f"{pid}/adapter_config.json", f"{pid}/adapter_model.safetensors"} == set(names)
+    assert {f"{pid}/adapter_config.json", f"{pid}/adapter_model.safetensors", f"{pid}/panda.json"} <= set(names)
 
 
 # ----------------------------------------------------------------- Similarity

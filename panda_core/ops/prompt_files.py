@@ -2,7 +2,8 @@
 `prompts.importers.IMPORTERS` (our safetensors, PEFT PROMPT_TUNING and
 PREFIX_TUNING adapters, numpy .npy, torch.save zips of one tensor such as
 Prompt-Transferability's ``task_prompt`` files, and folders or .zips of many
-of them). Out: our safetensors or a PEFT adapter. The formats and their
+of them). Out: our safetensors or a portable PEFT adapter (hub id, readout
+and head beside it: `prompts.peft_meta`). The formats and their
 checks live in `prompts`; this module checks what was read against the task
 and the backbone, then stores it. An ops-level module: it reads and writes the store.
 
@@ -32,8 +33,16 @@ _UNKNOWN = ("unknown", "")
 
 
 def export_prompt(prompt_id: str, fmt: str = "safetensors", out_dir: str | Path = ".") -> dict:
-    """Write a stored prompt to `out_dir`; returns {"prompt_id", "format", "files"}.
-    Files appear complete or not at all (temporary file + rename)."""
+    """Write a stored prompt to `out_dir`; returns {"prompt_id", "format", "files"}
+    (and "peft_type", "base_model" for PEFT). Files appear complete or not at all
+    (temporary file + rename).
+
+    A PEFT export is portable: its config names the backbone's hub id (never a
+    folder on this machine) and the sidecar ``panda.json`` (+ the head, if any)
+    records our readout, prompt type, task and labels (`prompts.peft_meta`), so
+    the class scores are reproducible from the folder and importing it back
+    gives the same prompt. Input prompts become PROMPT_TUNING adapters, deep
+    prompts PREFIX_TUNING adapters."""
     if fmt not in ("safetensors", "peft"):
         raise PandaError(f"unknown export format '{fmt}'; use safetensors or peft")
     prompt = store.load_prompt(prompt_id)
@@ -44,19 +53,29 @@ def export_prompt(prompt_id: str, fmt: str = "safetensors", out_dir: str | Path 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PandaError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
+        out.mkdir(parents=True, exist_ok=True)
         dest = out / f"{prompt_id}.safetensors"
         atomic.copy_file(store.prompt_path(prompt_id), dest)
         return {"prompt_id": prompt_id, "format": fmt, "files": [str(dest)]}
+    from ..backbones import get_backbone
+    from ..prompts.peft_meta import sidecar_record, write_sidecar
+
+    bb = get_backbone(prompt.backbone)
+    record = sidecar_record(prompt, bb)  # refusals (no hub id) before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out / prompt_id
     if prompt.prompt_type == "deep":
-        from ..backbones import get_backbone
         from ..prompts.peft_prefix import write_prefix_adapter
 
         meta = {"task": prompt.task, "method": prompt.method, "seed": prompt.seed, "prompt_id": prompt_id}
-        files = write_prefix_adapter(prompt.tensor, get_backbone(prompt.backbone), out / prompt_id, meta)
-        return {"prompt_id": prompt_id, "format": fmt, "peft_type": "PREFIX_TUNING", "files": files}
-    return {"prompt_id": prompt_id, "format": fmt, "files": write_peft_adapter(prompt, out / prompt_id)}
+        files = write_prefix_adapter(prompt.tensor, bb, folder, meta)
+    else:
+        files = write_peft_adapter(prompt, folder, bb)
+    files += write_sidecar(folder, record, prompt.head)
+    return {"prompt_id": prompt_id, "format": fmt, "files": files, "base_model": record["hub_id"],
+            "peft_type": "PREFIX_TUNING" if prompt.prompt_type == "deep" else "PROMPT_TUNING",
+            "readout": record["readout"]}
 
 
 def _registry_name(name: str) -> bool:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError
 
 from ..errors import PandaError
 from .soft_prompt import SoftPrompt, check_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_PROMPT_BYTES = 64 * 1024 * 1024  # a 20 x 4096 float32 prompt is 320 KB
 MAX_HEADER_BYTES = 1024 * 1024
@@ -166,7 +169,6 @@ def read_prompt_file(path: Path) -> SoftPrompt:
 
     Every problem (not safetensors, a pickle or zip, truncated, wrong dtype,
     NaN/Inf, metadata that contradicts the tensor, ...) is a one-line PandaError."""
-    import torch
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -200,22 +202,34 @@ def read_prompt_file(path: Path) -> SoftPrompt:
         raise PandaError(f"{path.name}: its panda_meta metadata is not a JSON object; export the prompt again")
     kwargs = _clean_meta(meta, path.name, tensor)
     head = {k[5:]: v.float() for k, v in tensors.items() if k.startswith("head.")} or None
-    if head is not None and set(head) != {"weight", "bias"}:  # a readout's parameters (class vectors, pair head)
+    check_head(head, tensor, path.name)
+    kwargs.setdefault("backbone", "unknown")
+    kwargs.setdefault("task", "unknown")
+    return SoftPrompt(tensor=tensor, head=head, **kwargs)
+
+
+def check_head(head: dict[str, torch.Tensor] | None, tensor: torch.Tensor, name: str) -> None:
+    """Refuse (one line) stored head tensors that fit neither a readout's
+    parameters (class vectors, the pair head) nor a linear head over the
+    prompt's features, or that are not finite. Shared by our prompt files and
+    the head our PEFT exports carry beside the adapter (`peft_meta`)."""
+    import torch
+
+    if head is None:
+        return
+    if set(head) != {"weight", "bias"}:  # a readout's parameters (class vectors, pair head)
         from .readouts import params_problem
 
         problem = params_problem(head, tensor.shape[-1])
         if problem:
-            raise PandaError(f"{path.name}: {problem}; export the prompt again")
+            raise PandaError(f"{name}: {problem}; export the prompt again")
         if not all(torch.isfinite(v).all() for v in head.values()):
-            raise PandaError(f"{path.name}: its readout parameters contain NaN or Inf values; retrain or re-export it")
-    elif head is not None:
-        w, b = head.get("weight"), head.get("bias")
-        if (set(head) != {"weight", "bias"} or w.dim() != 2 or b.dim() != 1 or w.shape[0] != b.shape[0]
-                or (tensor.dim() == 2 and w.shape[1] != tensor.shape[1]) or w.shape[0] < 1):
-            raise PandaError(f"{path.name}: its head must be weight (classes x {tensor.shape[-1]}) and bias "
-                             "(classes); export the prompt again")
-        if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
-            raise PandaError(f"{path.name}: its head contains NaN or Inf values; retrain or re-export it")
-    kwargs.setdefault("backbone", "unknown")
-    kwargs.setdefault("task", "unknown")
-    return SoftPrompt(tensor=tensor, head=head, **kwargs)
+            raise PandaError(f"{name}: its readout parameters contain NaN or Inf values; retrain or re-export it")
+        return
+    w, b = head["weight"], head["bias"]
+    if (w.dim() != 2 or b.dim() != 1 or w.shape[0] != b.shape[0]
+            or (tensor.dim() == 2 and w.shape[1] != tensor.shape[1]) or w.shape[0] < 1):
+        raise PandaError(f"{name}: its head must be weight (classes x {tensor.shape[-1]}) and bias "
+                         "(classes); export the prompt again")
+    if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+        raise PandaError(f"{name}: its head contains NaN or Inf values; retrain or re-export it")

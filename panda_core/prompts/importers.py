@@ -199,7 +199,9 @@ class PeftPrefixImporter(PromptImporter):
         own = info.get("backbone") if isinstance(info.get("backbone"), str) and info.get("backbone") else "unknown"
         prompt = SoftPrompt(tensor=tensor, backbone=own[:200], task=task[:200], method="imported", seed=seed,
                             extra={"peft_base": info.get("peft_base"), "peft_type": "PREFIX_TUNING"})
-        return Found([Candidate(prompt, where, self.name)])
+        from .peft_meta import apply_sidecar
+
+        return Found([Candidate(apply_sidecar(prompt, info.get("sidecar")), where, self.name)])
 
 
 @IMPORTERS.add

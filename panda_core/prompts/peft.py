@@ -1,14 +1,17 @@
 """PEFT's prompt-tuning adapter format (`adapter_config.json` +
 `adapter_model.safetensors` with a `prompt_embeddings` tensor), so a prompt
 trained here loads with `PeftModel.from_pretrained` and one trained with PEFT
-can be imported. Reading checks everything first (see `formats`); writing is
-atomic per file. The store is not touched here: `export` orchestrates that."""
+can be imported. The config names the backbone's hub id, never a folder on
+this machine; our readout, task, labels and head travel in the sidecar files
+of `peft_meta`, which reading applies. Reading checks everything first (see
+`formats`); writing is atomic per file. The store is not touched here:
+`ops.prompt_files` orchestrates that."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PandaError
 from .formats import FLOAT_DTYPES, MAX_PROMPT_BYTES, inspect_safetensors
@@ -21,8 +24,9 @@ MAX_IMPORT_BYTES = MAX_PROMPT_BYTES
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
-def write_peft_adapter(prompt: SoftPrompt, folder: Path) -> list[str]:
-    """PEFT prompt-tuning adapter for the prompt's backbone; returns the two file paths."""
+def write_peft_adapter(prompt: SoftPrompt, folder: Path, backbone: Any | None = None) -> list[str]:
+    """PEFT prompt-tuning adapter for the prompt's backbone (loaded unless
+    given); returns the two file paths. Its base model is the backbone's hub id."""
     import tempfile
 
     from peft import PromptTuningConfig
@@ -30,12 +34,13 @@ def write_peft_adapter(prompt: SoftPrompt, folder: Path) -> list[str]:
 
     from .. import atomic
     from ..backbones import get_backbone
+    from .peft_meta import hub_id
 
-    bb = get_backbone(prompt.backbone)
+    bb = backbone if backbone is not None else get_backbone(prompt.backbone)
     cfg = PromptTuningConfig(
         task_type=bb.kind_impl.peft_task_type, num_virtual_tokens=prompt.length, token_dim=prompt.hidden_size,
         num_transformer_submodules=1, num_attention_heads=getattr(bb.model.config, "num_attention_heads", None),
-        num_layers=bb.num_layers, base_model_name_or_path=_base_path(bb),
+        num_layers=bb.num_layers, base_model_name_or_path=hub_id(bb),
     )
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".peft-") as tmp:
@@ -48,13 +53,12 @@ def write_peft_adapter(prompt: SoftPrompt, folder: Path) -> list[str]:
     return [str(folder / "adapter_config.json"), str(folder / "adapter_model.safetensors")]
 
 
-def _base_path(bb) -> str:
-    return str(getattr(bb.model.config, "_name_or_path", "") or bb.name)
-
-
 def read_peft_adapter(folder: Path) -> SoftPrompt:
-    """The prompt of a PEFT prompt-tuning adapter folder, checked; backbone and
-    task are "unknown" (the caller names them). Never loads adapter_model.bin."""
+    """The prompt of a PEFT prompt-tuning adapter folder, checked. With our
+    sidecar (`peft_meta`) it comes back as exported: backbone, task, readout,
+    head; without one, the backbone is the registry backbone whose hub id the
+    config names, else "unknown", and the task "unknown" (the caller names
+    them). Never loads adapter_model.bin."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -90,8 +94,11 @@ def read_peft_adapter(folder: Path) -> SoftPrompt:
     tensor = tensors[key].float()
     check_tensor(tensor, where=folder.name)
     base = cfg.get("base_model_name_or_path")
-    return SoftPrompt(tensor=tensor, backbone="unknown", task="unknown", method="imported",
-                      extra={"peft_base": str(base)[:200] if base is not None else None})
+    from .peft_meta import apply_sidecar, backbone_for_hub_id, read_sidecar
+
+    prompt = SoftPrompt(tensor=tensor, backbone=backbone_for_hub_id(base) or "unknown", task="unknown",
+                        method="imported", extra={"peft_base": str(base)[:200] if base is not None else None})
+    return apply_sidecar(prompt, read_sidecar(folder, tensor, folder.name))
 
 
 def peft_prompt_embeddings(folder: Path) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Deep prompts as PEFT ``PREFIX_TUNING`` adapters (adapter_config.json +
 adapter_model.safetensors), so a deep prompt trained here loads with
 ``PeftModel.from_pretrained(base, folder)`` and one trained with PEFT can be
-imported.
+imported. The config names the backbone's hub id; our readout, task, labels
+and head travel in `peft_meta`'s sidecar files.
 
 PEFT's layout (peft 0.21 ``PeftModel.get_prompt``): ``prompt_embeddings`` is
 (num_virtual_tokens, num_layers * 2 * token_dim), viewed as (n, 2L, heads,
@@ -62,6 +63,7 @@ def write_prefix_adapter(deep: torch.Tensor, backbone: Any, folder: Path,
     from safetensors.torch import save
 
     from .. import atomic
+    from .peft_meta import hub_id
 
     geo = PromptGeometry.of(backbone)
     PROMPT_TYPES.get("deep").check(deep, geo, where=f"deep prompt for '{backbone.name}'")
@@ -74,7 +76,7 @@ def write_prefix_adapter(deep: torch.Tensor, backbone: Any, folder: Path,
         task_type=backbone.kind_impl.peft_task_type, num_virtual_tokens=n, token_dim=geo.kv_width,
         num_layers=geo.num_layers, num_attention_heads=geo.kv_heads, encoder_hidden_size=geo.kv_width,
         num_transformer_submodules=1, prefix_projection=False, inference_mode=True,
-        base_model_name_or_path=str(getattr(backbone.model.config, "_name_or_path", "") or backbone.name),
+        base_model_name_or_path=hub_id(backbone),
     )
     config = {k: list(v) if isinstance(v, set) else v for k, v in cfg.to_dict().items()}
     meta = {"prompt_type": "deep", "backbone": backbone.name, **(metadata or {})}
@@ -117,9 +119,11 @@ def _adapter_config(folder: Path) -> dict[str, Any]:
 
 def read_prefix_adapter(folder: Path, backbone: Any | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The deep prompt (L, 2, n, w) of a PEFT prefix-tuning adapter folder and
-    what it says about itself ({"peft_base", "backbone", "task_type", ...}).
-    With `backbone`, refuses an adapter of another backbone or geometry.
-    Never writes anything; checks the file framing before loading tensors."""
+    what it says about itself ({"peft_base", "backbone", "task_type",
+    "panda_meta", "sidecar": `peft_meta.read_sidecar`'s (record, head) or None}).
+    The backbone is our record's, else the registry backbone whose hub id the
+    config names. With `backbone`, refuses an adapter of another backbone or
+    geometry. Never writes anything; checks the file framing before loading tensors."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -140,17 +144,23 @@ def read_prefix_adapter(folder: Path, backbone: Any | None = None) -> tuple[torc
         panda = json.loads(meta.get("panda_meta", "{}"))
     except ValueError:
         panda = {}
+    from .peft_meta import backbone_for_hub_id, read_sidecar
+
     info = {"peft_base": str(cfg.get("base_model_name_or_path"))[:200], "task_type": cfg.get("task_type"),
             "backbone": panda.get("backbone") if isinstance(panda, dict) else None,
             "panda_meta": panda if isinstance(panda, dict) else {}}
-    if backbone is not None:
-        _check_fits(folder.name, info, geo, backbone)
     try:
         flat = load_file(str(weights))[key].float()
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as err:
         raise PandaError(f"{folder.name}: unreadable adapter ({str(err).splitlines()[0][:100]})") from None
     deep = from_peft_embeddings(flat, geo).contiguous()
     PROMPT_TYPES.get("deep").check(deep, geo, where=folder.name)
+    info["sidecar"] = read_sidecar(folder, deep, folder.name)  # our record of it (panda.json), or None
+    if info["sidecar"] is not None:
+        info["backbone"] = info["sidecar"][0].get("backbone") or info["backbone"]
+    info["backbone"] = info["backbone"] or backbone_for_hub_id(cfg.get("base_model_name_or_path"))
+    if backbone is not None:
+        _check_fits(folder.name, info, geo, backbone)
     return deep, info
 
 
