@@ -1,12 +1,17 @@
 """Metric validation: does an indicator predict measured transfer? Scatter of
 each indicator against the transfer measured by stored runs, with Spearman
-and Kendall rank correlations per target and pooled (PANDA's protocol).
-Indicators come from `INDICATORS`, measures from `validation.MEASURES`; the
-measured pairs and correlations from `panda_core.indicators.validation`, their
-intervals and verdicts from `ops.compare`, and the runs that complete a
-measurement in one configuration from `ops.measure_plan`."""
+and Kendall rank correlations per target and pooled (PANDA's protocol), or
+against transfer measured elsewhere (a paper's CSV, imported here or with
+`measurements import`), labelled external.
+Indicators come from `INDICATORS`, measures from `validation.MEASURES` and
+`indicators.external`; the measured pairs and correlations from
+`panda_core.indicators.validation`, their intervals and verdicts from
+`ops.compare`, and the runs that complete a measurement in one configuration
+from `ops.measure_plan`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -14,8 +19,10 @@ import streamlit as st
 
 from panda_app import figures, jobs_view, stats_view, ui
 from panda_core import ops, store
-from panda_core.indicators import INDICATORS
+from panda_core.backbones.foreign import installed
+from panda_core.indicators import INDICATORS, external
 from panda_core.indicators import validation as science
+from panda_core.indicators.correlation import default_metrics
 
 MAX_SUBMIT = 12  # each background job is its own process: launch a bounded number per click
 SHOWN = ("steps", "test_limit", "seed", "max_length", "lambda_max")  # settings named in a configuration's summary
@@ -24,6 +31,47 @@ SHOWN = ("steps", "test_limit", "seed", "max_length", "lambda_max")  # settings 
 def runs_fingerprint(bb: str) -> tuple:
     runs = store.list_runs(kind="transfer", status="done", limit=5000)
     return (len(runs), max((r["updated"] for r in runs), default=0.0), ui.fingerprint(bb))
+
+
+def external_fingerprint(bb: str) -> tuple:
+    """Changes when an external measurement of the backbone is imported or replaced, or a prompt changes."""
+    return (tuple((m["name"], m.get("sha256"), m.get("imported")) for m in external.list_measurements(bb)),
+            ui.fingerprint(bb))
+
+
+def import_form(bb: str) -> None:
+    """Import a CSV of transfer measured elsewhere (a paper's numbers) as an external measurement of `bb`."""
+    with st.expander("Import measured transfer from elsewhere (CSV)",
+                     expanded=not installed(bb) and not external.list_measurements(bb)):
+        st.caption("A CSV with the header `source,target,score` (optional columns: `backbone`, `metric`, `n`, "
+                   f"`note`), one row per source-target pair, e.g. a paper's zero-shot transfer. Its tasks need "
+                   f"prompts on {bb}; its numbers are stored as an **external** measurement, never as runs.")
+        upload = st.file_uploader("CSV of measured transfer", type=["csv"], key="mv_csv")
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Name", key="mv_csv_name", placeholder="the file's name",
+                             help="letters, digits, '_', '-', '.'; e.g. su2022")
+        measure = c2.selectbox("What the scores are", science.MEASURES.names(), key="mv_csv_measure",
+                               format_func=lambda m: f"{m}: {science.MEASURES.get(m).label}",
+                               help="used unless the CSV has a metric column")
+        replace = st.checkbox("Replace a measurement of the same name", key="mv_csv_replace")
+        if st.button("Import", key="mv_csv_import", icon="📥", disabled=upload is None):
+            got = ui.call(external.import_measurement, None, name.strip() or Path(upload.name).stem, bb, measure,
+                          data=upload.getvalue(), where=upload.name, replace=replace)
+            st.session_state["mv_measure"] = got["measure_id"]
+            st.session_state["mv_imported"] = (f"Imported '{got['name']}': {got['pairs']} pairs over "
+                                               f"{len(got['tasks'])} tasks ({got['measure']}).")
+            st.rerun()
+    if st.session_state.get("mv_imported"):
+        st.success(st.session_state.pop("mv_imported"))
+
+
+def measure_options(bb: str) -> list[str]:
+    """The measured transfers offered: runs in the store (an installed backbone only), then external ones."""
+    runs = science.MEASURES.names() if installed(bb) else []
+    options = runs + [m["measure_id"] for m in external.list_measurements(bb) if not m.get("error")]
+    if st.session_state.get("mv_measure") not in options:
+        st.session_state.pop("mv_measure", None)  # another backbone's measurement, or one deleted
+    return options
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -112,11 +160,12 @@ def summary(rows: list[dict]) -> None:
                        key="mv_summary_csv", icon="⬇️")
 
 
-def best_line(rows: list[dict]) -> None:
+def best_line(rows: list[dict], imported: bool = False) -> None:
     best = rows[0] if rows and rows[0]["spearman_mean"]["value"] is not None else None
     if best is None:
         st.warning("Not enough measured pairs per target for a rank correlation (needs 3 sources per target). "
-                   "Measure more pairs above.")
+                   + ("Import a CSV with more pairs, or select more of its tasks." if imported
+                      else "Measure more pairs above."))
         return
     mean, pooled = best["spearman_mean"], best["spearman_pooled"]
     text = (f"Best predictor here: **{ui.indicator_label(best['indicator'])}**, mean Spearman "
@@ -157,12 +206,19 @@ def scatter(out: dict, bb: str, measure: str) -> None:
 
 def results(out: dict, bb: str, measure: str) -> None:
     rows = ops.indicator_summary(out)
-    best_line(rows)
-    config = out.get("config") or {}
-    shown = ", ".join(f"{k} {config[k]}" for k in SHOWN if k in config)
-    st.caption(f"One configuration of runs is measured ({shown or 'see Runs'}); runs of other settings are left out."
-               + (f" Targets whose runs still lack a reference: {', '.join(out['missing_references'])}."
-                  if out.get("missing_references") else ""))
+    best_line(rows, bool(out.get("external")))
+    if out.get("external"):
+        left = out.get("left_out") or []
+        st.caption(f"Measured transfer: **external** numbers, '{out['source']}' imported from "
+                   f"{out.get('source_file') or 'a CSV'} ({out['external_measure']}), not runs on this machine. "
+                   "They carry no per-item results, so the intervals bootstrap pairs and targets only."
+                   + (f" Its tasks without a selected prompt here: {', '.join(left)}." if left else ""))
+    else:
+        config = out.get("config") or {}
+        shown = ", ".join(f"{k} {config[k]}" for k in SHOWN if k in config)
+        st.caption(f"One configuration of runs is measured ({shown or 'see Runs'}); runs of other settings are "
+                   "left out." + (f" Targets whose runs still lack a reference: {', '.join(out['missing_references'])}."
+                                  if out.get("missing_references") else ""))
     summary(rows)
     scatter(out, bb, measure)
     per_target = pd.DataFrame({m: v["spearman_per_target"] for m, v in out["indicators"].items()},
@@ -180,23 +236,34 @@ def main() -> None:
     ui.setup("Metric validation")
     st.title("Metric validation")
     st.caption("Every indicator predicts how well a source prompt transfers to a target. Here each prediction "
-               "is set against transfer measured by runs in the store; an indicator is good when it ranks the "
-               "sources of each target in the measured order (Spearman / Kendall per target, then averaged), "
-               "as PANDA evaluates its metric.")
+               "is set against measured transfer, from runs in the store or imported from elsewhere; an "
+               "indicator is good when it ranks the sources of each target in the measured order (Spearman / "
+               "Kendall per target, then averaged), as PANDA evaluates its metric.")
     with ui.guard():
         bb, length = ui.backbone(), ui.prompt_length()
         have = ui.tasks_ready(3)
         if have is None:
             return
+        import_form(bb)
+        options = measure_options(bb)
+        if not options:
+            st.info(f"{bb} is not installed here, so no transfer runs can measure it: import published numbers "
+                    "(a CSV) above to validate the indicators against them.")
+            return
         c1, c2 = st.columns([2, 1])
         tasks = c1.multiselect("Tasks (sources and targets)", have, default=have, key="mv_tasks")
-        measure = c2.radio("Measured transfer", science.MEASURES.names(), key="mv_measure",
-                           format_func=lambda m: f"{m}: {science.MEASURES.get(m).label}")
-        names = INDICATORS.names()
+        measure = c2.radio("Measured transfer", options, key="mv_measure", format_func=external.label)
+        names = default_metrics(bb)
         metrics = st.multiselect("Indicators", names, default=names, key="mv_metrics",
                                  format_func=ui.indicator_label)
         if len(tasks) < 3 or not metrics:
             st.warning("Select at least 3 tasks and one indicator.")
+            return
+        if external.external_name(measure) is not None:
+            with st.spinner("Computing indicators and correlations…"):
+                out = ui.call(validate, bb, tuple(tasks), measure, tuple(metrics), length, external_fingerprint(bb),
+                              ui.active_prompt_type())
+            results(out, bb, measure)
             return
         plan = ui.call(ops.measure_plan, bb, tasks, measure, length, form_settings(), ui.active_prompt_type())
         fill_form(bb, plan)

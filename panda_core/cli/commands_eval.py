@@ -1,7 +1,8 @@
-"""The commands that read stored prompts: `similarity` (an indicator matrix)
-and `project` (a cross-backbone projector). Both validate their parameters
-first and, in the plan, resolve the stored prompts they read (refusing the
-missing ones with the command that trains them)."""
+"""The commands that read stored prompts: `similarity` (an indicator matrix),
+`project` (a cross-backbone projector) and `measurements` (transfer measured
+elsewhere, imported from a CSV, and the indicators validated against it).
+They validate their parameters first and resolve the stored prompts they read
+(refusing the missing ones with the command that trains or imports them)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,24 @@ def _prompt_length(value: Any) -> int:
     return value
 
 
+def _stored_length(backbone: str, prompt_type: str) -> int:
+    """--prompt-len when it is not given: 20, unless the backbone's task prompts
+    all have another length (published prompts: 100 tokens on roberta-base)."""
+    if not checks.store_exists():
+        return 20
+    from .. import store
+
+    lengths = {r["length"] for r in store.list_prompts(backbone=backbone, method="pt", prompt_type=prompt_type)}
+    return lengths.pop() if len(lengths) == 1 else 20
+
+
 # ------------------------------------------------------------- similarity
 def _similarity_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--metric", required=True, **metric_choices().argument())
     sp.add_argument("--backbone", default="minilm")
     sp.add_argument("--tasks", nargs="*")
-    sp.add_argument("--prompt-len", type=int, default=20)
+    sp.add_argument("--prompt-len", type=int,
+                    help="prompt length (default 20, or the one length the backbone's stored prompts have)")
     add_prompt_type(sp)
     sp.add_argument("--layers", help="ON layer window start:end (end exclusive)")
     sp.add_argument("--n-inputs", type=int, default=32, help="target inputs for the PANDA metric")
@@ -39,12 +52,13 @@ def _similarity_arguments(sp: argparse.ArgumentParser) -> None:
 @command("similarity", "indicator matrix over the cached prompts of a backbone", _similarity_arguments,
          checked=True)
 def cmd_similarity(args: argparse.Namespace) -> Prepared:
-    length = _prompt_length(args.prompt_len)
+    given = None if args.prompt_len is None else _prompt_length(args.prompt_len)
     n_inputs = checks.count(args.n_inputs, "--n-inputs")
     tasks = checks.tasks(args.tasks, "--tasks") or None
     metric = metric_choices().resolve(args.metric)
     kind = prompt_type_choices().resolve(args.prompt_type or "input")
     bb = checks.backbone(args.backbone, model=False)  # embedding indicators need no model
+    length = given if given is not None else _stored_length(bb["name"], kind)
     window = checks.layer_window(args.layers, bb)
     extra = checks.indicator_options(metric, args.option)
     if bb["origin"] == "stored":
@@ -134,3 +148,40 @@ def cmd_project(args: argparse.Namespace) -> Prepared:
                               seed=args.seed, test_limit=args.test_limit, progress=tqdm_progress(args.steps, "projector"))
 
     return Prepared(plan, run)
+
+
+# ------------------------------------------------------------ measurements
+def _measurements_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("action", nargs="?", choices=["list", "import", "validate"])
+    sp.add_argument("target", nargs="?", help="import: a CSV of source,target,score[,backbone,metric,n,note]; "
+                                              "validate: the name of an imported measurement")
+    sp.add_argument("--name", help="import: the measurement's name (default: the file's stem)")
+    sp.add_argument("--backbone", help="import: the backbone the numbers are of, unless the CSV has a backbone "
+                                       "column; list: only this backbone's")
+    sp.add_argument("--measure", help="import: what the scores are, a measure name (default zero-shot: relative "
+                                      "performance), unless the CSV has a metric column")
+    sp.add_argument("--replace", action="store_true", help="import: replace a measurement of the same name")
+    sp.add_argument("--metrics", nargs="*", help="validate: the indicators (default: every one this backbone can "
+                                                 "compute)")
+    sp.add_argument("--tasks", nargs="*", help="validate: a subset of its tasks")
+    sp.add_argument("--prompt-len", type=int, help="validate: prompt length (default: the one recorded at import)")
+
+
+@command("measurements", "transfer measured elsewhere: import a CSV, list them, validate indicators against one",
+         _measurements_arguments)
+def cmd_measurements(args: argparse.Namespace) -> Any:
+    from ..indicators import external
+
+    if args.action in (None, "list"):
+        return external.list_measurements(args.backbone)
+    if not args.target:
+        raise PandaError(f"measurements {args.action} needs a FILE (import) or a NAME (validate)")
+    if args.action == "import":
+        return external.import_measurement(args.target, args.name, args.backbone, args.measure, replace=args.replace)
+    length = None if args.prompt_len is None else _prompt_length(args.prompt_len)
+    tasks = checks.tasks(args.tasks, "--tasks") or None
+    metrics = [metric_choices().resolve(m) for m in args.metrics or []] or None
+    found = external.load_measurement(args.target)
+    from ..indicators.validation import validate_indicators
+
+    return validate_indicators(found.backbone, tasks, external.PREFIX + found.name, metrics, length)

@@ -18,7 +18,7 @@ def _prompts_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("target", nargs="?",
                     help="import: a prompt file (.safetensors, .npy, torch .pt/.bin or a Prompt-Transferability "
                          "task_prompt), a PEFT adapter folder, or a folder / .zip of prompts (see "
-                         "docs/prompt_files.md); export: a prompt ID")
+                         "docs/formats.md); export: a prompt ID")
     sp.add_argument("--backbone", help="import: the backbone of prompts that do not name one (an id such as "
                                        "roberta-base is stored without loading it)")
     sp.add_argument("--task", help="import: the task of a single prompt whose file does not name it")

@@ -3,9 +3,14 @@ Spearman and Kendall rank correlation with measured transfer, each with a
 bootstrap interval (a dozen source-target pairs leave a correlation very
 uncertain), plus the retrieval view a user acts on: NDCG@3 of each target's
 ranking and how often the top-ranked source beats the target's median source.
-The statistics themselves live in `panda_core.stats`."""
+The statistics themselves live in `panda_core.stats`. `correlate` runs every
+chosen indicator against one measured matrix: the one computation behind
+validation against runs in the store and against external numbers."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,3 +56,36 @@ def rank_correlation(predicted: np.ndarray, measured: np.ndarray, exclude_diagon
     out["n_pairs"] = len(pooled_p)
     out["confidence"] = confidence
     return out | retrieval_summary(predicted, measured, k=3, exclude_diagonal=exclude_diagonal)
+
+
+def default_metrics(backbone: str) -> list[str]:
+    """Every registered indicator, less those that run the model when `backbone`
+    is not installed (prompts imported for, say, roberta-base: only the
+    embedding indicators can be computed; asking for the others by name is
+    refused in one line by `similarity_table`)."""
+    from ..backbones.foreign import installed
+    from .base import INDICATORS
+
+    if installed(backbone) or os.environ.get("PANDA_ALLOW_HUB"):
+        return INDICATORS.names()
+    return [n for n in INDICATORS.names() if not INDICATORS.get(n).needs_backbone]
+
+
+def correlate(metrics: Sequence[str], backbone: str, tasks: list[str], prompt_length: int, measured: np.ndarray,
+              n_inputs: int = 32, prompt_type: str = "input") -> tuple[dict[str, dict], str | None]:
+    """({metric: {"matrix", correlations...}}, the best metric) of each indicator's
+    matrix over `tasks` against a `measured` (sources, targets) matrix: Spearman and
+    Kendall with bootstrap intervals, NDCG@3, top-beats-median (`rank_correlation`).
+    The one computation behind validation against runs and against external numbers."""
+    from .similarity import similarity_table
+
+    out = {}
+    for metric in metrics:
+        table = similarity_table(metric, backbone, tasks, prompt_length, n_inputs=n_inputs, prompt_type=prompt_type)
+        out[metric] = {"matrix": table["matrix"]} | rank_correlation(np.array(table["matrix"]), measured)
+    ranked = sorted(out, key=lambda m: -np.nan_to_num(out[m]["spearman_mean"], nan=-9))
+    return out, ranked[0] if ranked else None
+
+
+def rounded(matrix: np.ndarray) -> list[list[float | None]]:
+    return [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in matrix]

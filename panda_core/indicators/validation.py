@@ -5,7 +5,9 @@ runs in the store; each indicator is scored by rank correlation with it
 Measures of transfer for a (source s, target t) pair (`MEASURES`):
 - ``zero-shot``: relative performance acc(t | P_s) / acc(t | P_t) (Su et al.);
 - ``pot-gain`` / ``panda-gain``: test accuracy of PoT / PANDA on t from s minus
-  plain PT on t.
+  plain PT on t;
+- ``external:<name>``: numbers imported from elsewhere (a paper's CSV;
+  `external`), validated the same way and marked external.
 
 A measured matrix keeps to ONE configuration (`measurement`): every run in it
 has the same settings (for zero-shot the evaluation settings, otherwise the
@@ -34,7 +36,7 @@ from ..errors import PandaError
 from ..registry import Registry
 from ..stats import common_prefix, paired_difference, paired_ratio_ci, result_items
 from .base import INDICATORS
-from .correlation import rank_correlation
+from .correlation import correlate, default_metrics, rounded
 
 #: (metric, backbone, tasks, prompt_length, prompt_type=...) -> similarity_table dict; pages pass their cached version
 TableFn = Callable[..., dict]
@@ -231,21 +233,32 @@ def missing_pairs(backbone: str, tasks: list[str], measure: str, prompt_length: 
 
 def validate_indicators(
     backbone: str, tasks: list[str] | None = None, measure: str = "zero-shot",
-    metrics: list[str] | None = None, prompt_length: int = 20, n_inputs: int = 32,
+    metrics: list[str] | None = None, prompt_length: int | None = None, n_inputs: int = 32,
     config: Mapping[str, Any] | Any | None = None, prompt_type: str = "input",
 ) -> dict:
-    """Rank correlation of every indicator (every registered one by default) with the
-    measured transfer of one configuration (`measurement`): Spearman and Kendall with
-    bootstrap intervals, NDCG@3 and the top-beats-median rate (`rank_correlation`).
+    """Rank correlation of every indicator (`default_metrics`) with the measured
+    transfer of one configuration (`measurement`): Spearman and Kendall with
+    bootstrap intervals, NDCG@3 and the top-beats-median rate (`correlate`).
+
+    `measure` is a `MEASURES` name (runs in the store; `prompt_length` None means
+    20) or ``"external:<name>"``, numbers imported from elsewhere
+    (`external.validate_external`; its result says ``"external": True``).
 
     Returns {"tasks", "measure", "backbone", "config", "measured", "missing_references",
     "indicators": {metric: {"matrix", correlations...}}, "best"}."""
-    from .similarity import similarity_table, task_prompts
+    from .external import external_name
+    from .similarity import task_prompts
 
-    metrics = list(metrics or INDICATORS.names())
+    metrics = list(metrics or default_metrics(backbone))
     for name in metrics:
         INDICATORS.get(name)  # refuse unknown names before any work
+    if external_name(measure) is not None:
+        from .external import validate_external
+
+        return validate_external(external_name(measure), backbone, tasks, metrics, prompt_length, n_inputs,
+                                 prompt_type)
     MEASURES.get(measure)
+    prompt_length = 20 if prompt_length is None else prompt_length
     prompts = task_prompts(backbone, tasks, prompt_length, prompt_type)
     tasks = [p.task for p in prompts]
     found = measurement(backbone, tasks, measure, prompt_length, config, prompt_type)
@@ -261,16 +274,10 @@ def validate_indicators(
             f"no {measure} transfer runs among these tasks on '{backbone}' yet; run transfers first "
             "(Transfer page, `python -m panda_core sweep`, or `report`)"
         )
-    out = {}
-    for metric in metrics:
-        table = similarity_table(metric, backbone, tasks, prompt_length, n_inputs=n_inputs, prompt_type=prompt_type)
-        pred = np.array(table["matrix"])
-        out[metric] = {"matrix": table["matrix"]} | rank_correlation(pred, measured)
-    ranked = sorted(out, key=lambda m: -np.nan_to_num(out[m]["spearman_mean"], nan=-9))
+    out, best = correlate(metrics, backbone, tasks, prompt_length, measured, n_inputs, prompt_type)
     return {"tasks": tasks, "measure": measure, "backbone": backbone, "prompt_type": prompt_type, "config": found.config,
-            "measured": [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in measured],
-            "missing_references": found.missing_references(),
-            "indicators": out, "best": ranked[0] if ranked else None}
+            "measured": rounded(measured), "missing_references": found.missing_references(),
+            "indicators": out, "best": best, "external": False}
 
 
 # ------------------------------------------------- the Transfer page's science

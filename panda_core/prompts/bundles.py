@@ -130,7 +130,7 @@ def read_manifest(folder: Path, where: str) -> dict[str, dict] | None:
     except (UnicodeDecodeError, ValueError, RecursionError, csv.Error, OSError) as err:
         raise PandaError(f"{where}: {path.name} is not readable ({str(err)[:80]}); fix the manifest") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise PandaError(f"{where}: {path.name} must map files to tasks (see docs/prompt_files.md)")
+        raise PandaError(f"{where}: {path.name} must map files to tasks (see docs/formats.md)")
     if not rows:
         raise PandaError(f"{where}: {path.name} lists no files")
     if len(rows) > MAX_MEMBERS:
