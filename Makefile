@@ -5,6 +5,7 @@ PY := .venv/bin/python
 
 setup:
 	scripts/setup.sh
+	$(PY) -m panda_core zoo install --json >&2  # the prompt zoo into the cache (docs/zoo.md); idempotent
 
 run: setup
 	$(PY) -m streamlit run app.py

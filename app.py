@@ -121,6 +121,7 @@ def cache_overview() -> list[str]:
         rows.append({"task": t["name"], "family": t["family"], "source": t["source"],
                      "labels": len(t["labels"]), "train": t.get("n_train"), "test": t.get("n_test"),
                      "prompt": "✅" if p else "missing", "test acc": (p or {}).get("scores", {}).get("test_acc"),
+                     "origin": {"zoo": "zoo (shipped)", "user": "yours"}.get((p or {}).get("origin"), ""),
                      "prompt id": (p or {}).get("id")})
     unavailable = [t for t in tasks if not t["available"]]
     c1, c2, c3 = st.columns(3)
@@ -130,6 +131,10 @@ def cache_overview() -> list[str]:
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="home_tasks",
                      column_config={"test acc": st.column_config.NumberColumn(format="%.3f")})
+        zoo = sum(r["origin"].startswith("zoo") for r in rows)
+        if zoo:
+            st.caption(f"{zoo} of these prompts come from the zoo shipped with the tool (docs/zoo.md); a prompt "
+                       "you train or import for a task always replaces the zoo's.")
     else:
         st.warning("No task data in the cache yet: run `make setup` (or `python -m panda_core data prepare`).")
     if unavailable:

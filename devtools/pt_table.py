@@ -7,21 +7,16 @@ import re
 import time
 from collections.abc import Callable
 
-from panda_core import atomic, store
+from panda_core import atomic
 from panda_core.data import available_tasks, get_task
+from panda_core.ops.training import done_train_run
 from panda_core.paths import REPO_ROOT
 from panda_core.training import TrainConfig
 
 START, END = "<!-- pt-table:start -->", "<!-- pt-table:end -->"
 
-
-def done_train_run(task: str, backbone: str, config: TrainConfig) -> dict | None:
-    """The result of the newest finished `train` run of `task` on `backbone` with exactly `config` (None: none yet)."""
-    want = config.to_dict()
-    for run in store.list_runs(kind="train", status="done", limit=10000):
-        if run["target"] == task and run["backbone"] == backbone and run["config"] == want:
-            return run["result"]
-    return None
+# done_train_run (re-exported): the one reuse rule, shared with the report and `zoo build`
+__all__ = ["done_train_run", "pt_rows", "render", "update_readme"]
 
 
 def pt_rows(backbone: str, config: TrainConfig, train_missing: bool = False,

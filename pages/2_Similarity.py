@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from panda_app import figures, ui
+from panda_app import bundle_view, figures, ui
 from panda_core.indicators import INDICATORS
 
 MODES = ["One indicator", "Two side by side", "Difference (A − B)", "Every indicator"]
@@ -29,12 +29,21 @@ def show(table: dict, key: str, title: str, z=None, diverging: bool = False) -> 
     figures.figure_downloads(fig, f"{ui.backbone()}-{key}", csv=figures.matrix_csv(table, z), key=key)
 
 
-def every_indicator(tasks: list[str]) -> None:
+def every_indicator(tasks: list[str]) -> list[dict]:
     tables = [table_for(m, tasks, {}) for m in INDICATORS.names()]
     fig = figures.heatmap_grid(tables)
     figures.plot(fig, key="sim_fig_grid")
     figures.figure_downloads(fig, f"{ui.backbone()}-all-indicators", csv=figures.tables_csv(tables), key="grid",
                              csv_label="All matrices (CSV)")
+    return tables
+
+
+def provenance(tables: list[dict]) -> None:
+    """Which prompts the matrices are over (the zoo's or the user's own), and whether
+    their values are bundled with the tool or computed here."""
+    prompts, values = bundle_view.table_origins(tables)
+    st.caption(bundle_view.origin_caption(prompts))
+    bundle_view.values_note(values, "sim", "Matrices")
 
 
 def main() -> None:
@@ -71,14 +80,16 @@ def main() -> None:
             st.warning("Select at least 2 tasks.")
             return
         if mode == MODES[3]:
-            every_indicator(tasks)
+            provenance(every_indicator(tasks))
             return
         a = table_for(chosen[0], tasks, options)
+        shown = [a]
         if mode == MODES[0]:
             show(a, chosen[0], ui.indicator_label(chosen[0]))
         else:
             metric_a, metric_b = chosen
             b = table_for(metric_b, tasks, options)
+            shown.append(b)
             if mode == MODES[1]:
                 left, right = st.columns(2)
                 with left:
@@ -90,8 +101,11 @@ def main() -> None:
                 show(a, f"{metric_a}-minus-{metric_b}", f"{metric_a} − {metric_b}", z=diff, diverging=True)
                 st.caption("Indicators live on different scales; the difference shows where they disagree "
                            "in relative terms only.")
+        provenance(shown)
         with st.expander("Prompts used"):
-            st.write({t: p for t, p in zip(a["tasks"], a["prompt_ids"], strict=True)})
+            origins = a.get("prompt_origins") or ["user"] * len(a["tasks"])
+            st.write({t: f"{p} ({'zoo' if o == 'zoo' else 'yours'})"
+                      for t, p, o in zip(a["tasks"], a["prompt_ids"], origins, strict=True)})
 
 
 main()

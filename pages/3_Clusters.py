@@ -8,7 +8,7 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from panda_app import figures, ui
+from panda_app import bundle_view, figures, ui
 from panda_core.indicators.clusters import Layout
 from panda_core.transfer import METHODS
 
@@ -42,7 +42,7 @@ def kind_label(kind: str) -> str:
 
 def figure(df, mode: str, method: str):
     hover = {"x": False, "y": False, "prompt_id": True, "method": True, "seed": True,
-             "token": mode == "token", "family": True}
+             "token": mode == "token", "family": True, "origin": True}
     fig = px.scatter(df, x="x", y="y", color="family", symbol="task", hover_name="task", hover_data=hover,
                      color_discrete_map=figures.family_colors(list(df["family"])),
                      title=f"{LAYOUTS[method]} of {ui.backbone()} prompts ({MODES[mode]})")
@@ -74,14 +74,20 @@ def main() -> None:
             st.warning("Select at least one task and one prompt kind.")
             return
         shown = method
-        if method == "umap" and ui.umap_warming():
+        kind = ui.active_prompt_type()
+        df = bundle_view.bundled_points(bb, tasks, length, mode, method, seed, kinds, kind)
+        if df is None and method == "umap" and ui.umap_warming():
             shown = "pca"
             st.info("UMAP's first run compiles code (about 20 s); it is warming up in the background. "
                     "Showing PCA meanwhile; the UMAP map replaces it by itself.")
             wait_for_umap()
-        with st.spinner(f"Computing the {LAYOUTS[shown]} layout…"):
-            df = points(bb, tuple(tasks), length, mode, shown, seed, tuple(kinds), ui.fingerprint(bb),
-                        ui.active_prompt_type())
+            df = bundle_view.bundled_points(bb, tasks, length, mode, shown, seed, kinds, kind)
+        if df is None:
+            with st.spinner(f"Computing the {LAYOUTS[shown]} layout…"):
+                df = points(bb, tuple(tasks), length, mode, shown, seed, tuple(kinds), ui.fingerprint(bb), kind)
+            origin = "computed"
+        else:
+            origin = "bundled"
         fig = figure(df, mode, shown)
         figures.plot(fig, key="clu_fig")
         figures.figure_downloads(fig, f"{bb}-{shown}-{mode}", csv=df.to_csv(index=False), key="clu",
@@ -89,6 +95,9 @@ def main() -> None:
         n_prompts = df["prompt_id"].nunique()
         st.caption(f"{n_prompts} {ui.active_prompt_type()} prompts, {len(df)} points. Hover a point for "
                    "its task and prompt id.")
+        per_prompt = df.drop_duplicates("prompt_id")["origin"].tolist()
+        st.caption(bundle_view.origin_caption(per_prompt))
+        bundle_view.values_note([origin], "clu", f"{LAYOUTS[shown]} coordinates")
 
 
 main()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from panda_app import figures, jobs_view, stats_view, ui
+from panda_app import bundle_view, figures, jobs_view, stats_view, ui
 from panda_core import ops
 from panda_core.indicators import INDICATORS
 from panda_core.indicators import validation as science
@@ -224,8 +224,14 @@ def ranking(bb: str, length: int) -> None:
     model_based = st.checkbox(f"Include {', '.join(slow)} (run the backbone; slower)", value=False,
                               key="tr_rank_model")
     indicators = [i.name for i in INDICATORS if model_based or not i.needs_backbone]
+    tables: list[dict] = []
+
+    def table(*args, **kwargs) -> dict:  # ui's cached (or bundled) tables, kept to say where they came from
+        tables.append(ui.similarity_table(*args, **kwargs))
+        return tables[-1]
+
     with st.spinner("Computing indicators…"):
-        rk = ui.call(science.rank_sources, bb, target, indicators, length, tasks=have, table=ui.similarity_table,
+        rk = ui.call(science.rank_sources, bb, target, indicators, length, tasks=have, table=table,
                      prompt_type=ui.active_prompt_type())
     df = pd.DataFrame(index=pd.Index(rk.sources, name="source"))
     df["family"] = [ui.task_family(s) for s in rk.sources]
@@ -234,6 +240,9 @@ def ranking(bb: str, length: int) -> None:
     for measure in rk.measured:
         df[measure] = [measured_text(rk, measure, s) for s in rk.sources]
     st.dataframe(df, key="tr_ranking")
+    prompts, values = bundle_view.table_origins(tables)
+    st.caption(bundle_view.origin_caption(prompts))
+    bundle_view.values_note(values, "tr_rank", "Indicator scores")
     st.caption("Measured values carry their 95% interval (a paired bootstrap over the test items the run shares "
                "with its reference); ≈ marks a value whose interval covers no change (0, or 1 for a ratio).")
     lines = []

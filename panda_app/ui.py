@@ -26,6 +26,7 @@ from typing import Any
 
 import streamlit as st
 
+from panda_app import bundle_view
 from panda_core import ops, store
 from panda_core.errors import PandaError
 from panda_core.indicators import INDICATORS
@@ -240,11 +241,17 @@ def similarity_table(metric: str, bb: str, tasks: Sequence[str] | None, length: 
     """panda_core's indicator table, cached until the prompts change. Only the
     options the indicator declares are passed (and keyed), so an embedding
     indicator is computed once whatever the model options are. `prompt_type`:
-    the session's unless given."""
+    the session's unless given. The study bundle's value is used when the
+    prompts are exactly the zoo prompts it was computed from ("origin":
+    "bundled"; else "computed")."""
     declared = {o.name for o in INDICATORS.get(metric).options}
     opts = tuple(sorted((k, v) for k, v in (options or {}).items() if k in declared))
     kind = prompt_type or active_prompt_type()
-    return _similarity(metric, bb, tuple(tasks) if tasks else None, length, opts, fingerprint(bb), kind)
+    bundled = bundle_view.bundled_table(metric, bb, tasks, length, dict(opts), kind)
+    if bundled is not None:  # exactly the zoo prompts the shipped bundle was computed from
+        return bundled
+    table = _similarity(metric, bb, tuple(tasks) if tasks else None, length, opts, fingerprint(bb), kind)
+    return table | {"origin": "computed"}
 
 
 # ------------------------------------------------- selectors from the registries

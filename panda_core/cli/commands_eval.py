@@ -70,6 +70,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
             raise PandaError(not_installed_message(bb["name"]))
 
     def plan() -> dict:
+        from .. import store
         from ..indicators import INDICATORS
         from ..indicators.similarity import task_prompts
 
@@ -81,7 +82,7 @@ def cmd_similarity(args: argparse.Namespace) -> Prepared:
         return {"command": "similarity", "metric": metric, "label": ind.label, "family": ind.family,
                 "needs_backbone": ind.needs_backbone, "backbone": bb, "prompt_length": length, "prompt_type": kind,
                 "tasks": [p.task for p in prompts], "prompt_ids": [p.prompt_id for p in prompts],
-                "options": options}
+                "prompt_origins": [store.prompt_origin(p) for p in prompts], "options": options}
 
     def run() -> Any:
         from ..indicators.similarity import similarity_table

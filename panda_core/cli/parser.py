@@ -19,7 +19,7 @@ from .args import RegistryChoices, add_json
 from .base import COMMANDS, one_line
 
 # the command modules, in the order --help lists their commands (each registers its own on import)
-for _module in ("commands_data", "commands_train", "commands_eval", "commands_tools"):
+for _module in ("commands_data", "commands_train", "commands_eval", "commands_tools", "commands_zoo"):
     importlib.import_module(f".{_module}", __package__)
 
 DESCRIPTION = """`python -m panda_core COMMAND`: the command-line contract of DESIGN.md.

@@ -109,13 +109,19 @@ class Indicator:
 
     Subclasses set `name` (the CLI value), `label` (the human name), `family`
     ("embedding": the prompt tensors alone; "model": runs the frozen backbone),
-    `needs_backbone`, `symmetric` and `options`, and implement `compute`."""
+    `needs_backbone`, `symmetric`, `pairwise` and `options`, and implement `compute`.
+
+    `pairwise`: entry [s, t] depends only on prompts s and t (and t's task),
+    not on which other prompts are in the set, so the matrix of a subset of
+    prompts is the sub-matrix (the study bundle relies on it; an indicator
+    that normalises over the set sets it False)."""
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     family: ClassVar[str] = "embedding"
     needs_backbone: ClassVar[bool] = False
     symmetric: ClassVar[bool] = True
+    pairwise: ClassVar[bool] = True
     options: ClassVar[tuple[Option, ...]] = ()
 
     def option(self, ctx: IndicatorContext, name: str) -> Any:

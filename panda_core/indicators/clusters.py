@@ -35,7 +35,7 @@ class PointMode(str, enum.Enum):
     TOKEN = "token"  # one point per prompt token: p_i, d features
 
 
-COLUMNS = ["x", "y", "task", "family", "token", "prompt_id", "method", "seed"]
+COLUMNS = ["x", "y", "task", "family", "token", "prompt_id", "method", "seed", "origin"]
 
 
 def _family(task: str) -> str:
@@ -47,10 +47,14 @@ def _family(task: str) -> str:
         return "unknown"
 
 
-def _collect(backbone: str, tasks: list[str] | None, prompt_length: int, methods: tuple[str, ...],
-             prompt_type: str = "input"):
-    rows = [r for m in methods for r in store.list_prompts(backbone=backbone, method=m, prompt_type=prompt_type)]
-    rows = [r for r in rows if r["length"] == prompt_length and (tasks is None or r["task"] in tasks)]
+def layout_rows(backbone: str, tasks: list[str] | None, prompt_length: int, methods: tuple[str, ...],
+                prompt_type: str = "input") -> list[dict]:
+    """The store rows a layout shows, in plotting order, without loading a
+    tensor: every prompt of `methods`, except zoo prompts the user's own
+    shadow (`store.without_shadowed_zoo`). Their ids key the bundled layouts."""
+    rows = [r for m in methods for r in store.list_prompts(backbone=backbone, method=m, length=prompt_length,
+                                                           prompt_type=prompt_type)]
+    rows = [r for r in store.without_shadowed_zoo(rows) if tasks is None or r["task"] in tasks]
     if not rows:
         what = f"tasks {', '.join(tasks)}" if tasks else "any task"
         raise PandaError(
@@ -58,6 +62,12 @@ def _collect(backbone: str, tasks: list[str] | None, prompt_length: int, methods
             f"(Prompts page, or python -m panda_core train --task TASK --backbone {backbone})"
         )
     rows.sort(key=lambda r: (_family(r["task"]), r["task"], r["created"]))
+    return rows
+
+
+def _collect(backbone: str, tasks: list[str] | None, prompt_length: int, methods: tuple[str, ...],
+             prompt_type: str = "input"):
+    rows = layout_rows(backbone, tasks, prompt_length, methods, prompt_type)
     prompts = [store.load_prompt(r["id"]) for r in rows]
     hidden = {p.hidden_size for p in prompts}
     if len(hidden) > 1:
@@ -134,13 +144,23 @@ def prompt_points(
 
     Returns:
         DataFrame with columns x, y, task, family, token (token index, or -1
-        in prompt mode), prompt_id, method, seed; one row per point.
+        in prompt mode), prompt_id, method, seed, origin ("zoo" or "user");
+        one row per point. Zoo prompts the user's own shadow are left out.
     """
     try:
         mode = PointMode(mode).value
     except ValueError:
         raise PandaError(f"unknown point mode '{mode}'; use 'prompt' or 'token'") from None
     rows, prompts = _collect(backbone, tasks, prompt_length, tuple(methods), prompt_type)
+    return points_of(rows, prompts, mode, method, seed, prompt_type)
+
+
+def points_of(rows: list[dict], prompts: list, mode: str = "prompt", method: str = "umap", seed: int = 0,
+              prompt_type: str = "input") -> pd.DataFrame:
+    """`prompt_points` of given prompts and their rows ({"task", "id", "method",
+    "seed"}, optionally "origin"): the store's, or the zoo's when the study
+    bundle is built, so both come from the same code."""
+    mode = PointMode(mode).value
     meta = []
     feats = []
     for r, p in zip(rows, prompts, strict=True):
@@ -148,13 +168,13 @@ def prompt_points(
         fam = _family(r["task"])
         if mode == "prompt":
             feats.append(t.reshape(-1))
-            meta.append((r["task"], fam, -1, r["id"], r["method"], r["seed"]))
+            meta.append((r["task"], fam, -1, r["id"], r["method"], r["seed"], r.get("origin", store.USER)))
         else:
             for i in range(t.shape[0]):
                 feats.append(t[i])
-                meta.append((r["task"], fam, i, r["id"], r["method"], r["seed"]))
+                meta.append((r["task"], fam, i, r["id"], r["method"], r["seed"], r.get("origin", store.USER)))
     xy = embed_2d(np.stack(feats), method, seed)
-    df = pd.DataFrame(meta, columns=["task", "family", "token", "prompt_id", "method", "seed"])
+    df = pd.DataFrame(meta, columns=["task", "family", "token", "prompt_id", "method", "seed", "origin"])
     df.insert(0, "y", xy[:, 1].astype(float))
     df.insert(0, "x", xy[:, 0].astype(float))
     return df[COLUMNS]

@@ -61,21 +61,45 @@ def similarity_table(
     layers: tuple[int, int] | None = None, n_inputs: int = 32, options: Mapping[str, Any] | None = None,
     progress: Progress | None = None, prompt_type: str = "input",
 ) -> dict:
-    """{"metric", "backbone", "tasks", "families", "prompt_ids", "matrix"} for the CLI and the app.
+    """{"metric", "backbone", "tasks", "families", "prompt_ids", "prompt_origins", "matrix"} for the CLI and the app.
 
     `layers` and `n_inputs` are the common indicator options; `options` adds
     any other option an indicator declares. The backbone is loaded only if the
     indicator needs it."""
-    indicator = INDICATORS.get(metric)  # refuse an unknown name before touching the store
+    INDICATORS.get(metric)  # refuse an unknown name before touching the store
     prompts = task_prompts(backbone, tasks, prompt_length, prompt_type)
+    return table_of_prompts(metric, prompts, backbone, {"layers": layers, "n_inputs": n_inputs, **(options or {})},
+                            progress, prompt_type)
+
+
+def table_of_prompts(metric: str, prompts: Sequence[SoftPrompt], backbone: str,
+                     options: Mapping[str, Any] | None = None, progress: Progress | None = None,
+                     prompt_type: str = "input") -> dict:
+    """`similarity_table`'s dict over given prompts (one per task, in order):
+    the store's prompts, or the zoo's when the study bundle is built, so both
+    come from the same code. "prompt_origins" says, per prompt, whether it
+    was shipped with the tool ("zoo") or is the user's own ("user")."""
+    indicator = INDICATORS.get(metric)
     names = [p.task for p in prompts]
-    ctx = IndicatorContext.for_backbone(
-        backbone, tasks=names, options={"layers": layers, "n_inputs": n_inputs, **(options or {})},
-        cache=_ACTIVATION_CACHE, progress=progress,
-    )
+    ctx = IndicatorContext.for_backbone(backbone, tasks=names, options=dict(options or {}),
+                                        cache=_ACTIVATION_CACHE, progress=progress)
     matrix = indicator.matrix(prompts, ctx)
     return {
         "metric": indicator.name, "backbone": backbone, "prompt_type": prompt_type, "tasks": names,
         "families": [_family(t) for t in names],
-        "prompt_ids": [p.prompt_id for p in prompts], "matrix": [[round(float(x), 6) for x in row] for row in matrix],
+        "prompt_ids": [p.prompt_id for p in prompts], "prompt_origins": [store.prompt_origin(p) for p in prompts],
+        "matrix": [[round(float(x), 6) for x in row] for row in matrix],
     }
+
+
+def effective_options(metric: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The value of every option indicator `metric` declares once `options`
+    are applied (None means its default, as `Indicator.option` reads them):
+    what identifies a computed matrix besides its prompts. Windows are lists."""
+    given = dict(options or {})
+    out: dict[str, Any] = {}
+    for opt in INDICATORS.get(metric).options:
+        value = given.get(opt.name)
+        value = opt.default if value is None else value
+        out[opt.name] = list(value) if isinstance(value, tuple) else value
+    return out

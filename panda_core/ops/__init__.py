@@ -2,12 +2,14 @@
 does one piece of work, records it as a run (through the one lifecycle,
 `lifecycle.recorded`) and returns a JSON-ready result.
 
-- `training`: train_prompt, train_prompts, seconds_per_step, estimate_seconds;
+- `training`: train_prompt, train_prompts, done_train_run (reuse), seconds_per_step, estimate_seconds;
 - `transfer`: run_transfer, plan_transfer (prompt ids resolved once, PANDA's teacher a declared dependency);
 - `prompt_files`: import_prompt / export_prompt; run_projection (`crossmodel`) is re-exported here;
 - `jobs` / `job_kinds`: background jobs (submit, cancel, retry, wait, reap, work) and the JOB_KINDS registry;
 - `sweep`: run_sweep (many transfers, resumable; local processes or Ray);
 - `doctor`: check (and repair) the cache;
+- `bundle`: the study bundle shipped with the tool (zoo/bundle.json): load and look up values
+  (`from panda_core.ops import bundle`);
 - `compare`: accuracies with their intervals and paired comparisons of runs, as the app shows them;
   `measuring`: measure_plan, the runs that complete a measured transfer matrix in one configuration.
 
@@ -24,6 +26,7 @@ from typing import Any
 _LAZY = {
     "recorded": ".lifecycle", "RunHandle": ".lifecycle",
     "train_prompt": ".training", "train_prompts": ".training", "seconds_per_step": ".training", "estimate_seconds": ".training",
+    "done_train_run": ".training",
     "run_transfer": ".transfer", "plan_transfer": ".transfer",
     "run_projection": "..crossmodel",
     "import_prompt": ".prompt_files", "export_prompt": ".prompt_files",

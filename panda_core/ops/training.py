@@ -125,6 +125,21 @@ def train_prompts(
     return out
 
 
+def done_train_run(task: str, backbone: str, config: TrainConfig, need_prompt: bool = False) -> dict | None:
+    """The result of the newest finished `train` run of `task` on `backbone`
+    with exactly `config` (its stored form), or None: how `pt-table`, the
+    report and `zoo build` reuse a prompt instead of training it again.
+    `need_prompt`: only a run whose saved prompt is still registered."""
+    want = config.to_dict()
+    for run in store.list_runs(kind="train", status="done", limit=10000):  # newest first
+        if run["target"] != task or run["backbone"] != backbone or run["config"] != want or not run["result"]:
+            continue
+        if need_prompt and not (run["result"].get("prompt_id") and store.is_registered(run["result"]["prompt_id"])):
+            continue
+        return run["result"]
+    return None
+
+
 def seconds_per_step(backbone: str) -> dict[str, float]:
     """Median wall seconds per training step (dev evaluations included) of the
     finished `train` runs on `backbone`, per task, plus "*" over all tasks:

@@ -3,7 +3,7 @@ registry (one SQLite database in WAL mode).
 
 - `db`: schema, connections, write transactions, in-place migrations;
 - `artifacts`: prompt files and their rows, and THE rule for a task's
-  prompt (`latest_prompt`);
+  prompt (`latest_prompt`: the user's own prompts win over the zoo's);
 - `runs`: the run registry (typed `Run` records, curves, the job queue's claim);
 - `uploads`: staging files uploaded through the app.
 
@@ -21,6 +21,9 @@ from ..prompts.formats import (
     read_prompt_file,
 )
 from .artifacts import (
+    USER,
+    ZOO,
+    add_prompt_file,
     delete_prompt,
     drop_prompt_row,
     is_registered,
@@ -30,11 +33,13 @@ from .artifacts import (
     list_prompts,
     load_prompt,
     new_prompt_id,
+    prompt_origin,
     prompt_path,
     prompt_rows,
     prompt_writer,
     register_prompt_row,
     save_prompt,
+    without_shadowed_zoo,
 )
 from .db import _READY as _READY  # used by tests that move the database aside
 from .db import SCHEMA, connect, forget, transaction
@@ -58,11 +63,11 @@ from .runs import (
 from .uploads import safe_filename, staged_upload
 
 __all__ = [
-    "ACTIVE", "FLOAT_DTYPES", "MAX_PROMPT_BYTES", "SCHEMA", "Run",
-    "add_curve_point", "cancel_requested", "claim_run", "connect", "create_run", "curve", "delete_prompt",
+    "ACTIVE", "FLOAT_DTYPES", "MAX_PROMPT_BYTES", "SCHEMA", "USER", "ZOO", "Run",
+    "add_curve_point", "add_prompt_file", "cancel_requested", "claim_run", "connect", "create_run", "curve", "delete_prompt",
     "done_run_for_key", "drop_prompt_row", "fail_dead_run", "forget", "get_run", "inspect_safetensors",
     "is_registered", "latest_prompt", "latest_prompt_id", "latest_prompts", "list_prompts", "list_runs",
-    "load_prompt", "new_prompt_id", "prompt_path", "prompt_rows", "prompt_writer", "read_prompt_file",
+    "load_prompt", "new_prompt_id", "prompt_origin", "prompt_path", "prompt_rows", "prompt_writer", "read_prompt_file",
     "register_prompt_row", "run_record", "run_records", "safe_filename", "save_prompt", "sha256_file",
-    "staged_upload", "transaction", "update_run",
+    "staged_upload", "transaction", "update_run", "without_shadowed_zoo",
 ]

@@ -7,9 +7,17 @@ is written after the file exists, so a crash leaves at worst an orphan file
 prompt. Nothing is ever unpickled: files are read through
 `prompts.formats`, which checks them byte by byte.
 
-"The newest prompt of a task" has ONE definition, `latest_prompt` (and
+"The prompt of a task" has ONE definition, `latest_prompt` (and
 `latest_prompts` for many tasks at once): everything that picks a task's
 prompt (transfers, similarity, validation, the pages) goes through it.
+
+Prompts have an origin (`prompt_origin`): "zoo" for the prompts shipped with
+the tool (`panda_core.zoo`, installed by `zoo install`), "user" for every
+other one (trained here, imported, transferred). The user's own prompts
+always win: among the prompts a caller asks for, a zoo prompt is *shadowed*
+by any user prompt of the same task, backbone, method and type, whatever
+their dates, so zoo prompts stand in only where the user has none
+(`without_shadowed_zoo`).
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ from .db import _query, transaction
 
 if TYPE_CHECKING:
     from ..prompts import SoftPrompt
+
+#: the origin of the prompts shipped with the tool (`extra["origin"]` of their metadata)
+ZOO = "zoo"
+#: the origin of every other prompt: trained here, imported, transferred
+USER = "user"
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,120}$")
 _LIST_COLUMNS = "id, task, backbone, method, length, hidden_size, seed, created, prompt_type, meta"
@@ -136,10 +149,18 @@ def load_prompt(
     return prompt
 
 
+def prompt_origin(meta: Any) -> str:
+    """`ZOO` for a prompt shipped with the tool (its metadata's ``extra.origin``), else `USER`."""
+    extra = meta.get("extra") if isinstance(meta, dict) else getattr(meta, "extra", None)
+    return ZOO if isinstance(extra, dict) and extra.get("origin") == ZOO else USER
+
+
 def list_prompts(backbone: str | None = None, task: str | None = None, method: str | None = None,
-                 length: int | None = None, prompt_type: str | None = None) -> list[dict]:
+                 length: int | None = None, prompt_type: str | None = None,
+                 origin: str | None = None) -> list[dict]:
     """Registered prompts matching the filters, oldest first (ties by id), each
-    {"id", "task", "backbone", "method", "length", "hidden_size", "seed", "created", "prompt_type", "scores"}."""
+    {"id", "task", "backbone", "method", "length", "hidden_size", "seed", "created", "prompt_type", "scores",
+    "origin"} (`origin`: `ZOO` or `USER`, see `prompt_origin`)."""
     sql = f"SELECT {_LIST_COLUMNS} FROM prompts WHERE 1=1"
     args: list[Any] = []
     for col, val in (("backbone", backbone), ("task", task), ("method", method), ("length", length),
@@ -149,17 +170,36 @@ def list_prompts(backbone: str | None = None, task: str | None = None, method: s
             args.append(val)
     rows = _query(sql + " ORDER BY created, id", tuple(args))
     for r in rows:
-        r["scores"] = json.loads(r.pop("meta")).get("scores", {})
-    return rows
+        meta = json.loads(r.pop("meta"))
+        r["scores"] = meta.get("scores", {})
+        r["origin"] = prompt_origin(meta)
+    return [r for r in rows if origin is None or r["origin"] == origin]
+
+
+def _slot(row: dict) -> tuple:
+    """What a prompt stands for: one task's prompt of one method and type on one backbone."""
+    return row["backbone"], row["task"], row["method"], row.get("prompt_type") or "input"
+
+
+def without_shadowed_zoo(rows: list[dict]) -> list[dict]:
+    """`rows` (as `list_prompts` gives them, already narrowed to what the caller
+    asks for) without the zoo prompts that a user prompt among them shadows:
+    one of the same task, backbone, method and type. The user's own prompts
+    always win, whatever their dates. Order is kept."""
+    mine = {_slot(r) for r in rows if r.get("origin") != ZOO}
+    return [r for r in rows if r.get("origin") != ZOO or _slot(r) not in mine]
 
 
 def latest_prompt(task: str, backbone: str, method: str = "pt", length: int | None = None,
                   prompt_type: str = "input") -> dict | None:
-    """THE rule for "the prompt of a task": its newest prompt (latest `created`,
-    ties broken by id) of `method` on `backbone` and of `prompt_type` (a deep
-    prompt never stands in for an input-level one, nor the reverse), of
-    `length` tokens when given; the row as `list_prompts` gives it, or None."""
+    """THE rule for "the prompt of a task": among the prompts of `method` on
+    `backbone` and of `prompt_type` (a deep prompt never stands in for an
+    input-level one, nor the reverse), of `length` tokens when given, the
+    user's own ones when there are any (zoo prompts only stand in where the
+    user has none, `without_shadowed_zoo`), and of those the newest (latest
+    `created`, ties broken by id); the row as `list_prompts` gives it, or None."""
     rows = list_prompts(backbone=backbone, task=task, method=method, length=length, prompt_type=prompt_type)
+    rows = without_shadowed_zoo(rows)
     return rows[-1] if rows else None  # list_prompts is oldest first
 
 
@@ -167,10 +207,10 @@ def latest_prompts(backbone: str, method: str = "pt", length: int | None = None,
                    tasks: list[str] | None = None, prompt_type: str = "input") -> dict[str, dict]:
     """`latest_prompt` for every task at once (one query): {task: row}, for
     `tasks` only when given; tasks without a prompt are absent."""
+    rows = list_prompts(backbone=backbone, method=method, length=length, prompt_type=prompt_type)
     newest: dict[str, dict] = {}
-    for row in list_prompts(backbone=backbone, method=method, length=length, prompt_type=prompt_type):
-        if tasks is None or row["task"] in tasks:
-            newest[row["task"]] = row
+    for row in without_shadowed_zoo([r for r in rows if tasks is None or r["task"] in tasks]):
+        newest[row["task"]] = row  # oldest first: the last one is the newest
     return newest
 
 
@@ -179,6 +219,29 @@ def latest_prompt_id(task: str, backbone: str, method: str = "pt", length: int |
     """The id of `latest_prompt(...)`, or None."""
     row = latest_prompt(task, backbone, method, length, prompt_type)
     return row["id"] if row else None
+
+
+def add_prompt_file(prompt_id: str, data: bytes, meta: dict[str, Any]) -> str:
+    """Store a prompt file built elsewhere byte for byte (the zoo's files keep
+    their checksum) and register it under `prompt_id`; returns its sha256.
+
+    The bytes are checked as any prompt file is (`read_prompt_file`) before
+    the row is written; the order and the clean-up on failure are
+    `save_prompt`'s."""
+    path = prompt_path(prompt_id)
+    side = path.with_suffix(".json")
+    atomic.write_bytes(path, data)
+    try:
+        read_prompt_file(path)  # refuses anything a prompt file may not be, before it is registered
+        digest = sha256_file(path)
+        atomic.write_json(side, json.loads(json.dumps(meta, default=str)) | {"sha256": digest})
+        with transaction() as conn:
+            register_prompt_row(conn, prompt_id, meta, digest)
+    except BaseException:
+        for p in (path, side):
+            p.unlink(missing_ok=True)
+        raise
+    return digest
 
 
 def delete_prompt(prompt_id: str) -> None:
