@@ -51,6 +51,9 @@ def choose_backbone() -> None:
                                    "only the prompt tensors: embedding indicators and clusters.")
         if choice != other and choice != current:
             st.session_state["backbone"] = choice
+            lengths = {r["length"] for r in ui.prompt_rows(choice, method=None)}
+            if len(lengths) == 1:  # e.g. published 100-token prompts: the pages should find them
+                st.session_state["prompt_length"] = lengths.pop()
             st.rerun()
         if choice == other:
             custom = st.text_input("Folder with config.json, or a Hugging Face hub id", key="home_custom",

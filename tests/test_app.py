@@ -533,6 +533,8 @@ def test_home_offers_a_backbone_that_is_only_imported(app_cache, tmp_path):
         at = page("home").run()
         ok(at)
         assert "roberta-base" in at.selectbox(key="home_backbone").options[-2]
+        at.selectbox(key="home_backbone").set_value("roberta-base").run()
+        assert at.session_state["prompt_length"] == 100  # the length its prompts have
         at = page("home", backbone="roberta-base").run()
         ok(at)
         assert any("not installed here" in i.value for i in at.info)
