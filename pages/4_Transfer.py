@@ -17,6 +17,7 @@ import streamlit as st
 from panda_app import bundle_view, figures, jobs_view, stats_view, ui
 from panda_core import ops
 from panda_core.indicators import INDICATORS
+from panda_core.indicators import source_ranking as retrieval
 from panda_core.indicators import validation as science
 from panda_core.transfer import METHODS, KdForm, Need, Sources, StudentInit, Teacher
 
@@ -109,19 +110,19 @@ def current_batch() -> list[str]:
 
 
 # ------------------------------------------------------------------ results
-def reference_run(runs: list[dict], ref: science.PtReference) -> dict | None:
+def reference_run(runs: list[dict], ref: retrieval.PtReference) -> dict | None:
     """The run behind the PT reference: the batch's PT run, or the run that trained the stored PT prompt."""
     if ref.origin == "run":
         return next((r for r in runs if r["id"] == ref.id), None)
     return ui.call(ops.reference_run_of_prompt, ref.id) if ref.origin == "stored" else None
 
 
-def results_table(runs: list[dict], bb: str, length: int, metric: str, ref: science.PtReference) -> pd.DataFrame:
+def results_table(runs: list[dict], bb: str, length: int, metric: str, ref: retrieval.PtReference) -> pd.DataFrame:
     targets = {r["target"] for r in runs}
     target = next(iter(targets)) if len(targets) == 1 else None
-    gains = science.transfer_gains(runs, ref)
+    gains = retrieval.transfer_gains(runs, ref)
     kind = science.prompt_type_of(runs[0]) if runs else "input"  # the batch's own prompt type
-    pred = science.predicted_transfer(metric, bb, [r["source"] for r in runs if r.get("source")], target, length,
+    pred = retrieval.predicted_transfer(metric, bb, [r["source"] for r in runs if r.get("source")], target, length,
                                       table=ui.similarity_table, prompt_type=kind) if target else {}
     dev_sizes = {t["name"]: t.get("n_dev") for t in ui.task_rows()}
     out = []
@@ -141,7 +142,7 @@ def results_table(runs: list[dict], bb: str, length: int, metric: str, ref: scie
     return pd.DataFrame(out)
 
 
-def reference_caption(ref: science.PtReference, ref_run: dict | None) -> None:
+def reference_caption(ref: retrieval.PtReference, ref_run: dict | None) -> None:
     if ref.dev is None:
         return
     test = ops.accuracy_of(ref_run["result"]) if ref_run else {"acc": ref.test}
@@ -191,7 +192,7 @@ def show_batch(ids: list[str], bb: str, length: int) -> None:
         if any(r["status"] == "done" for r in runs):
             with ui.guard():
                 targets = {r["target"] for r in runs}
-                ref = science.pt_reference(runs, bb, next(iter(targets)) if len(targets) == 1 else None, length,
+                ref = retrieval.pt_reference(runs, bb, next(iter(targets)) if len(targets) == 1 else None, length,
                                            science.prompt_type_of(runs[0]) if runs else "input")
                 ref_run = reference_run(runs, ref)
                 df = results_table(runs, bb, length, metric, ref)
@@ -231,7 +232,7 @@ def ranking(bb: str, length: int) -> None:
         return tables[-1]
 
     with st.spinner("Computing indicators…"):
-        rk = ui.call(science.rank_sources, bb, target, indicators, length, tasks=have, table=table,
+        rk = ui.call(retrieval.rank_sources, bb, target, indicators, length, tasks=have, table=table,
                      prompt_type=ui.active_prompt_type())
     df = pd.DataFrame(index=pd.Index(rk.sources, name="source"))
     df["family"] = [ui.task_family(s) for s in rk.sources]
@@ -252,7 +253,7 @@ def ranking(bb: str, length: int) -> None:
     st.markdown("\n".join(lines))
 
 
-def measured_text(rk: science.SourceRanking, measure: str, source: str) -> str:
+def measured_text(rk: retrieval.SourceRanking, measure: str, source: str) -> str:
     """ "+0.032 [+0.010, +0.055]", "0.91 [0.86, 0.97]" for a ratio, with ≈ when the interval covers no change."""
     value, ci = rk.measured[measure][source], rk.measured_ci.get(measure, {}).get(source)
     relative = science.MEASURES.get(measure).relative

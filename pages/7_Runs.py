@@ -9,7 +9,7 @@ import streamlit as st
 
 from panda_app import figures, jobs_view, ui
 from panda_core import ops, store
-from panda_core.indicators.validation import run_curve
+from panda_core.indicators.source_ranking import run_curve
 
 
 def rows_table(runs: list[dict]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from panda_core import ops, store
-from panda_core.indicators.validation import run_curve
+from panda_core.indicators.source_ranking import run_curve
 from panda_core.transfer import METHODS
 
 from .ui import guard

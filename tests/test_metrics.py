@@ -264,7 +264,7 @@ def test_on_inputs_on_a_causal_lm_reads_the_last_position():
 
 # ------------------------------------------------- validation and the pages' science
 def test_steps_to_reach_finds_the_first_eval_at_the_threshold():
-    from panda_core.indicators.validation import steps_to_reach
+    from panda_core.indicators.source_ranking import steps_to_reach
 
     curve = [(0, 0.5), (20, 0.69995), (40, 0.72), (60, 0.71)]
     assert steps_to_reach(curve, 0.7) == 20  # 4-decimal rounding of stored scores
@@ -312,7 +312,7 @@ def study(private_cache):
 
 
 def test_pt_reference_prefers_the_batch_run_then_the_newest_stored_prompt(study):
-    from panda_core.indicators.validation import pt_reference
+    from panda_core.indicators.source_ranking import pt_reference
 
     runs = study["runs"]
     ref = pt_reference(runs, "minilm", "imdb_uci", 4)
@@ -323,7 +323,7 @@ def test_pt_reference_prefers_the_batch_run_then_the_newest_stored_prompt(study)
 
 
 def test_transfer_gains_against_the_reference(study):
-    from panda_core.indicators.validation import pt_reference, transfer_gains
+    from panda_core.indicators.source_ranking import pt_reference, transfer_gains
 
     runs = study["runs"]
     ref = pt_reference(runs[:3], "minilm", "imdb_uci", 4)  # stored: dev 0.80, test 0.75
@@ -354,7 +354,7 @@ def test_measured_matrix_missing_pairs_and_validation(study):
 
 
 def test_rank_sources_and_predicted_transfer(study):
-    from panda_core.indicators.validation import predicted_transfer, rank_sources
+    from panda_core.indicators.source_ranking import predicted_transfer, rank_sources
 
     scores = {"imdb_uci": 0.0, "yelp_uci": 0.9, "amazon_uci": 0.4}
 
