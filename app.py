@@ -53,7 +53,8 @@ def choose_backbone() -> None:
             st.session_state["backbone"] = choice
             lengths = {r["length"] for r in ui.prompt_rows(choice, method=None)}
             if len(lengths) == 1:  # e.g. published 100-token prompts: the pages should find them
-                st.session_state["prompt_length"] = lengths.pop()
+                st.session_state["prompt_length"] = st.session_state["home_prompt_len"] = lengths.pop()
+            st.session_state.pop("home_train_tasks", None)  # the training form's default: this backbone's missing
             st.rerun()
         if choice == other:
             custom = st.text_input("Folder with config.json, or a Hugging Face hub id", key="home_custom",
@@ -82,6 +83,7 @@ def choose_backbone() -> None:
                                  "(P-tuning v2) are trained like input prompts, with `--prompt-type deep`.")
         if kind != ui.active_prompt_type():
             st.session_state["prompt_type"] = kind
+            st.session_state.pop("home_train_tasks", None)  # the training form's default: this type's missing
             st.rerun()
     with right:
         from panda_core.backbones import default_device

@@ -252,7 +252,7 @@ def test_cluster_layouts_are_seeded(app_cache):
 
     a = prompt_points("minilm", TASKS[:2], mode="token", method="tsne", seed=3)
     b = prompt_points("minilm", TASKS[:2], mode="token", method="tsne", seed=3)
-    assert list(a.columns) == ["x", "y", "task", "family", "token", "prompt_id", "method", "seed"]
+    assert list(a.columns) == ["x", "y", "task", "family", "token", "prompt_id", "method", "seed", "origin"]
     assert a[["x", "y"]].equals(b[["x", "y"]])
 
 
