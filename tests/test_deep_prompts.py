@@ -194,8 +194,10 @@ def test_peft_refusals_write_nothing(tmp_path):
     with pytest.raises(PandaError, match="trained on 'smollm2', not 'minilm'"):
         read_prefix_adapter(folder, minilm)
 
-    # a PEFT-made adapter (no record of its backbone) of other sizes
-    cfg = json.loads((folder / "adapter_config.json").read_text())
+    # a PEFT-made adapter (no record of its backbone: no sidecar, no hub id we know) of other sizes
+    (folder / "panda.json").unlink(missing_ok=True)
+    cfg = json.loads((folder / "adapter_config.json").read_text()) | {"base_model_name_or_path": "someone/else"}
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
     save_file({"prompt_embeddings": torch.zeros(2, 30 * 2 * 192)}, str(folder / "adapter_model.safetensors"))
     with pytest.raises(PandaError, match=r"30 layers x 3 heads x 64, 'minilm' needs 6 x 12 x 32"):
         read_prefix_adapter(folder, minilm)
