@@ -156,7 +156,7 @@ def test_the_default_keeps_the_keys_of_stored_runs():
 
     from panda_core.transfer import TransferConfig
 
-    legacy = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("readout", "prompt_type")}
+    legacy = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("readout", "prompt_type", "batching")}
     if readouts.DEFAULT == readouts.LEGACY:
         assert TrainConfig().to_dict() == legacy  # a run stored before readouts existed has this config
         import hashlib
