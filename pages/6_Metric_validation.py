@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from panda_app import figures, jobs_view, stats_view, ui
+from panda_app import bundle_view, figures, jobs_view, stats_view, ui
 from panda_core import ops, store
 from panda_core.backbones.foreign import installed
 from panda_core.indicators import INDICATORS, external
@@ -204,10 +204,25 @@ def scatter(out: dict, bb: str, measure: str) -> None:
                              csv_label="Points (CSV)")
 
 
+def bundled_validation(bb: str, tasks: list[str], measure: str, metrics: list[str]) -> dict | None:
+    """The study bundle's validation when nothing is measured here yet and the prompts in
+    use are exactly the zoo prompts it was computed from (zero-shot transfer only)."""
+    from panda_core.ops import bundle
+
+    if measure != "zero-shot" or st.session_state.get(bundle_view.OFF):
+        return None
+    ids = [ui.latest_prompts(bb)[t]["id"] for t in tasks]
+    return bundle.validation_table(bb, ids, list(metrics), ui.active_prompt_type())
+
+
 def results(out: dict, bb: str, measure: str) -> None:
     rows = ops.indicator_summary(out)
     best_line(rows, bool(out.get("external")))
-    if out.get("external"):
+    if out.get("origin") == "bundled":
+        st.caption(f"Measured transfer: bundled with the tool ({out['bundle']}): the zoo prompts' zero-shot "
+                   f"transfer on the first {out['config'].get('test_limit')} test items of each task, against the "
+                   "bundled indicator matrices. Runs you measure here replace it.")
+    elif out.get("external"):
         left = out.get("left_out") or []
         st.caption(f"Measured transfer: **external** numbers, '{out['source']}' imported from "
                    f"{out.get('source_file') or 'a CSV'} ({out['external_measure']}), not runs on this machine. "
@@ -268,6 +283,10 @@ def main() -> None:
         plan = ui.call(ops.measure_plan, bb, tasks, measure, length, form_settings(), ui.active_prompt_type())
         fill_form(bb, plan)
         if not plan.values:
+            bundled = bundled_validation(bb, tasks, measure, metrics)
+            if bundled is not None:
+                results(bundled, bb, measure)
+                return
             label, ref = jobs_view.method_label(plan.method), jobs_view.method_label(plan.reference)
             if not plan.measured:
                 st.info(f"No {label} transfer runs among these tasks on {bb} yet, so there is nothing to validate "

@@ -118,3 +118,28 @@ def test_the_bundle_file_is_read_once_per_version(fresh_clone):
     path: Path = fresh_clone["zoo"] / zoo_files.BUNDLE
     path.write_text(json.dumps(first | {"tasks": ["x", "y", "z"], "pad": "changed size"}))
     assert bundle.load()["tasks"] == ["x", "y", "z"]
+
+
+def test_metric_validation_shows_the_bundled_table_on_a_fresh_clone(fresh_clone):
+    """No run measured here: the page validates the bundled indicator matrices against the
+    bundled zero-shot transfer of the zoo prompts, and says where the numbers come from."""
+    import numpy as np
+
+    from panda_core.indicators import rank_correlation
+    from panda_core.ops import bundle
+
+    data = fresh_clone["bundle"]
+    relative = np.round(np.random.default_rng(1).random((3, 3)) + np.eye(3), 4)
+    data["zero_shot"] |= {"measure": "zero-shot", "test_limit": 200, "relative": relative.tolist()}
+    (fresh_clone["zoo"] / zoo_files.BUNDLE).write_text(json.dumps(data))
+    ids = [e["id"] for e in fresh_clone["entries"]]
+    table = bundle.validation_table("minilm", ids, ["spot", "c_avg"])
+    expected = rank_correlation(np.array(data["indicators"]["spot"]["matrix"]), relative)
+    assert table["origin"] == "bundled"
+    assert table["indicators"]["spot"]["spearman_pooled"] == pytest.approx(expected["spearman_pooled"])
+    assert bundle.validation_table("minilm", ids[:2], ["spot"]) is None  # fewer than 3 tasks
+    assert bundle.validation_table("minilm", [*ids[:2], "mine"], ["spot"]) is None  # a prompt of your own
+    at = page("validation", mv_measure="zero-shot").run()
+    ok(at)
+    assert "Measured transfer: bundled with the tool" in _captions(at)
+    assert any("verdict" in "".join(t.value.columns) for t in at.table)

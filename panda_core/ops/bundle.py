@@ -146,3 +146,43 @@ def validation(bundle: dict[str, Any] | None = None) -> dict[str, Any] | None:
     keys = ("backbone", "prompt_type", "tasks", "families", "prompt_ids", "zero_shot", "indicators", "correlations",
             "study", "study_note", "provenance")
     return {k: b.get(k) for k in keys} | {"bundle": describe(b)}
+
+
+def validation_table(backbone: str, prompt_ids: list[str], metrics: list[str] | None = None,
+                     prompt_type: str = "input", bundle: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The Metric-validation page's table from the bundle, shaped like
+    `validation.validate_indicators`' output ("tasks", "measure", "measured",
+    "indicators": {metric: {"matrix", correlations...}}, "best"), plus "origin":
+    "bundled" and "bundle": each indicator's bundled matrix against the bundled
+    zero-shot transfer, over exactly the zoo prompts in use (a subset takes the
+    sub-matrices). None when the prompts are not the bundled ones, or when no
+    selected indicator is bundled."""
+    import numpy as np
+
+    from ..indicators import rank_correlation
+
+    b = bundle if bundle is not None else load()
+    try:
+        idx = _index(b, backbone, prompt_type, list(prompt_ids)) if b and "zero_shot" in b else None
+        if idx is None or len(idx) < 3:
+            return None
+        zs = b["zero_shot"]
+        sub = np.ix_(idx, idx)
+        measured = np.array([[np.nan if x is None else x for x in row] for row in zs["relative"]], dtype=float)[sub]
+        out: dict[str, Any] = {}
+        for metric in metrics or list(b["indicators"]):
+            entry = b["indicators"].get(metric)
+            if entry is None:
+                continue
+            predicted = np.array(entry["matrix"], dtype=float)[sub]
+            out[metric] = {"matrix": predicted.round(6).tolist()} | rank_correlation(predicted, measured)
+        if not out:
+            return None
+        ranked = sorted(out, key=lambda m: -np.nan_to_num(out[m]["spearman_mean"], nan=-9))
+        return {"tasks": [b["tasks"][i] for i in idx], "measure": zs["measure"], "backbone": backbone,
+                "prompt_type": prompt_type, "config": {"test_limit": zs.get("test_limit")},
+                "measured": [[None if not np.isfinite(x) else round(float(x), 4) for x in row] for row in measured],
+                "missing_references": [], "indicators": out, "best": ranked[0], "origin": BUNDLED,
+                "bundle": describe(b)}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
