@@ -183,7 +183,8 @@ def train_missing(missing: list[str]) -> None:
             st.session_state["home_train_runs"] = ids
             st.toast(f"Started {len(ids)} training job(s)")
     else:
-        st.success(f"Every available task has a {ui.prompt_set()[:-1]} on {bb}. Explore the pages in the sidebar.")
+        st.success(f"Every available task has a {length}-token {ui.active_prompt_type()} prompt on {bb}. Explore the "
+                   "pages in the sidebar.")
     batch = list(st.session_state.get("home_train_runs", []))
     for r in jobs_view.active_runs("train", bb):
         if r["id"] not in batch:

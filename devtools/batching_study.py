@@ -26,6 +26,8 @@ from pathlib import Path
 
 from panda_core.paths import REPO_ROOT
 
+from .markdown_block import write_block
+
 TASKS = ("mr", "tweets", "r8")
 BATCHINGS = ("random", "length")
 RESULTS = REPO_ROOT / "docs" / "batching"
@@ -119,14 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     table = render(data)
     print(table)
     if args.write:
-        start, end = f"<!-- {MARK}:start -->", f"<!-- {MARK}:end -->"
-        text = args.write.read_text()
-        if start not in text:
-            text = f"{text.rstrip()}\n\n{start}\n{end}\n"
-        head, _, rest = text.partition(start)
-        _, _, tail = rest.partition(end)
-        args.write.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-
+        write_block(args.write, MARK, table)
 
 if __name__ == "__main__":
     main()

@@ -33,6 +33,8 @@ from scipy.stats import binomtest
 
 from panda_core.paths import REPO_ROOT
 
+from .markdown_block import write_block
+
 NLI = ("vitaminc", "presuppositions", "epistemic")
 OTHERS = ("mr", "bbc")
 MODEL_TUNING = "model-tuning"
@@ -136,14 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     table = render(data)
     print(table)
     if args.write:
-        start, end = f"<!-- readout-table:{steps}:start -->", f"<!-- readout-table:{steps}:end -->"
-        text = args.write.read_text()
-        if start not in text:  # a budget not yet in the page: its block goes at the end
-            text = f"{text.rstrip()}\n\n{start}\n{end}\n"
-        head, _, rest = text.partition(start)
-        _, _, tail = rest.partition(end)
-        args.write.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-
+        write_block(args.write, f"readout-table:{steps}", table)
 
 if __name__ == "__main__":
     main()
