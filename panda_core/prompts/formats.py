@@ -33,6 +33,22 @@ _CONVERT_HINT = "convert it with safetensors.torch.save_file({'prompt': tensor.f
 _TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,300}$")
 
 
+def checked_size(path: Path, where: str, limit: int, what: str) -> int:
+    """The size in bytes of a file about to be read as `what`, refused in one
+    line when it is missing, not a regular file, or over `limit` - checked
+    before a byte is read, so a wrong or huge file costs nothing."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise PandaError(f"{where}: file not found") from None
+    if not path.is_file():
+        raise PandaError(f"{where} is not a file; give {what}")
+    if size > limit:
+        raise PandaError(f"{where} is {size / 2**20:.0f} MB, over the {limit >> 20} MB limit for {what}; "
+                         "a prompt is far smaller, so check that this is the right file")
+    return size
+
+
 def inspect_safetensors(path: Path, max_bytes: int = MAX_PROMPT_BYTES) -> tuple[dict, dict]:
     """Validate a safetensors file's framing without loading tensors or
     trusting anything in it. Returns ({name: {"dtype", "shape", ...}}, metadata).
@@ -42,15 +58,7 @@ def inspect_safetensors(path: Path, max_bytes: int = MAX_PROMPT_BYTES) -> tuple[
     byte ranges do not add up."""
     path = Path(path)
     name = path.name
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise PandaError(f"prompt file not found: {path}") from None
-    if not path.is_file():
-        raise PandaError(f"{name} is not a file; give a .safetensors prompt file")
-    if size > max_bytes:
-        raise PandaError(f"{name} is {size / 2**20:.0f} MB, over the {max_bytes >> 20} MB limit for a prompt "
-                         "file; a prompt is far smaller, so check that this is the right file")
+    size = checked_size(path, name, max_bytes, "a .safetensors prompt file")
     with open(path, "rb") as fh:
         head = fh.read(9)
         n = int.from_bytes(head[:8], "little")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import PandaError
 from ..registry import Registry
-from .formats import MAX_PROMPT_BYTES
+from .formats import MAX_PROMPT_BYTES, checked_size
 from .soft_prompt import SoftPrompt, check_tensor
 
 if TYPE_CHECKING:
@@ -107,19 +107,6 @@ def head_bytes(path: Path, n: int = 8) -> bytes:
             return fh.read(n)
     except OSError:
         return b""
-
-
-def _size(path: Path, where: str, limit: int, what: str) -> int:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise PandaError(f"{where}: file not found") from None
-    if not path.is_file():
-        raise PandaError(f"{where} is not a file; give {what}")
-    if size > limit:
-        raise PandaError(f"{where} is {size / 2**20:.0f} MB, over the {limit >> 20} MB limit for {what}; "
-                         "a prompt is far smaller, so check that this is the right file")
-    return size
 
 
 def _as_prompt(tensor: torch.Tensor, where: str) -> torch.Tensor:
@@ -244,7 +231,7 @@ def read_npy(path: Path, where: str | None = None) -> torch.Tensor:
     import torch
 
     where = where or path.name
-    size = _size(path, where, MAX_RAW_BYTES, "an .npy prompt")
+    size = checked_size(path, where, MAX_RAW_BYTES, "an .npy prompt")
     fmt = np.lib.format
     try:
         with open(path, "rb") as fh:
@@ -321,7 +308,7 @@ def read_torch_zip(path: Path, where: str | None = None) -> torch.Tensor:
     import torch
 
     where = where or path.name
-    _size(path, where, MAX_RAW_BYTES, "a torch prompt file")
+    checked_size(path, where, MAX_RAW_BYTES, "a torch prompt file")
     if not zipfile.is_zipfile(path):
         pickled = head_bytes(path, 1) == b"\x80"
         raise PandaError(f"{where} is not a torch zip archive" + (
