@@ -46,3 +46,29 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PANDA_CACHE", str(root))
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """Fail loudly if anything tries to load a model, and keep the hub closed:
+    for work that must run on prompts alone (foreign backbones, imports)."""
+    from panda_core.backbones import loading
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.delenv("PANDA_ALLOW_HUB", raising=False)
+    for name in ("_load_hub", "_load_folder", "_load_registry"):
+        monkeypatch.setattr(loading, name, refuse)
+
+
+@pytest.fixture
+def zoo(tmp_path, monkeypatch) -> Path:
+    """An empty zoo folder of the test's own (`PANDA_ZOO_DIR`), never the shipped one."""
+    from panda_core.zoo import files as zoo_files
+
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    monkeypatch.setenv(zoo_files.ENV, str(folder))
+    return folder
+

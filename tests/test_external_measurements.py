@@ -32,19 +32,6 @@ THUNLP = {"sst2": "SST2", "imdb": "IMDB", "mnli": "MNLI", "qnli": "QNLI", "rte":
 FAMILY = {"sst2": 0, "imdb": 0, "mnli": 1, "qnli": 1, "rte": 1}
 
 
-@pytest.fixture
-def no_models(monkeypatch):
-    """Fail loudly if anything tries to load a model, and keep the hub closed."""
-    from panda_core.backbones import loading
-
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.delenv("PANDA_ALLOW_HUB", raising=False)
-    for name in ("_load_hub", "_load_folder", "_load_registry"):
-        monkeypatch.setattr(loading, name, refuse)
-
-
 def _thunlp_folder(root: Path) -> Path:
     """task_prompt_emb/<Task>PromptRoberta/task_prompt, 100 x 768 each."""
     gen = torch.Generator().manual_seed(7)

@@ -40,19 +40,6 @@ class _Evil:
         return (Path.touch, (self.sentinel,))
 
 
-@pytest.fixture
-def no_models(monkeypatch):
-    """Fail loudly if anything tries to load a model, and keep the hub closed."""
-    from panda_core.backbones import loading
-
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.delenv("PANDA_ALLOW_HUB", raising=False)
-    for name in ("_load_hub", "_load_folder", "_load_registry"):
-        monkeypatch.setattr(loading, name, refuse)
-
-
 def _thunlp(root: Path, name: str, tensor: torch.Tensor) -> Path:
     (root / name).mkdir(parents=True, exist_ok=True)
     torch.save(tensor, root / name / "task_prompt")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_config as _cfg
 
 from panda_core.backbones import get_backbone
 from panda_core.ops import train_prompts
-from panda_core.training import TrainConfig, train
+from panda_core.training import train
 from panda_core.training.multitask import (
     MultiTaskBatcher,
     build_slots,
@@ -23,11 +24,6 @@ TASKS = ["yelp_uci", "amazon_uci", "imdb_uci"]  # small, real, balanced
 def _own_cache(private_cache):
     """Checkpoints and records of these runs go to a throw-away cache."""
     return private_cache
-
-
-def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=12, eval_every=6, batch_size=8, dev_limit=40, test_limit=40, seed=0, prompt_length=4)
-    return TrainConfig(**(base | kw))
 
 
 def _grads(batcher, rows):

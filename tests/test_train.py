@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_config as _cfg
 
 from panda_core.backbones import get_backbone
 from panda_core.prompts import init_prompt
@@ -17,11 +18,6 @@ TASK = "yelp_uci"  # small, real, balanced
 def _own_cache(private_cache):
     """Checkpoints of these runs go to a throw-away cache."""
     return private_cache
-
-
-def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=12, eval_every=6, batch_size=8, dev_limit=40, test_limit=40, seed=0, prompt_length=4)
-    return TrainConfig(**(base | kw))
 
 
 def test_panda_reduces_to_pot_when_lambda_is_zero():

@@ -31,14 +31,6 @@ SIZES = {"minilm": {"hidden_size": 384, "num_layers": 6}, "mpnet": {"hidden_size
 SHIPPED = REPO_ROOT / "zoo"
 
 
-@pytest.fixture
-def zoo(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    monkeypatch.setenv(zoo_files.ENV, str(folder))
-    return folder
-
-
 def _prompt(task: str = "mr", created: float = 100.0, zoo: bool = False, **kw) -> SoftPrompt:
     base = dict(tensor=torch.randn(5, 8), backbone="minilm", task=task, seed=0, scores={"test_acc": 0.8},
                 created=created, extra={"origin": "zoo"} if zoo else {})

@@ -10,21 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from test_zoo import _prompt
 
 from panda_core import store
 from panda_core.prompts import SoftPrompt
 from panda_core.zoo import files as zoo_files
-
-
-@pytest.fixture
-def zoo(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    monkeypatch.setenv(zoo_files.ENV, str(folder))
-    return folder
 
 
 def _bundle(folder: Path, ids: list[str], tasks: list[str], families: list[str]) -> dict:
