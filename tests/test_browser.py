@@ -17,20 +17,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from browser_support import chromium_page, no_exception, settle, shoot, streamlit_server
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-SHOTS = Path(os.environ.get("PANDA_SCREENSHOTS", ROOT / "docs" / "img"))
 PAGES = [  # (url path, screenshot name, text near the end of the page: proves it rendered)
     ("", "home", "What each page does"),
     ("Prompts", "prompts", "Add a task from a file"),
@@ -41,12 +33,6 @@ PAGES = [  # (url path, screenshot name, text near the end of the page: proves i
 ]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -88,90 +74,14 @@ def browser_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(browser_cache):
-    """`streamlit run app.py` on a free port; always killed at the end."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium, or scripts/setup.sh --browser)")
-    pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
-    port = _free_port()
-    env = os.environ | {"PANDA_CACHE": str(browser_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    log = open(browser_cache / "streamlit-test.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start listening within 60 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+    with streamlit_server(browser_cache) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser_page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.set_default_timeout(60_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def settle(page, text: str, timeout: float = 120, plots: int = 0) -> None:
-    """Wait for the page's own content (Streamlit renders over a websocket, so
-    the load event says nothing), then until no spinner or running script is
-    left and at least `plots` plotly figures are drawn."""
-    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout * 1000)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        busy = page.locator('[data-testid="stSpinner"], [data-testid="stStatusWidgetRunningIcon"], '
-                            '[data-stale="true"]').count()
-        if not busy and page.locator(".js-plotly-plot").count() >= plots:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"page with '{text}' still busy after {timeout:.0f} s")
-    time.sleep(1.5)  # let plotly finish drawing
-
-
-def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
-        '[data-testid="stException"]').first.inner_text()
-
-
-def shoot(page, name: str) -> None:
-    """Screenshot the whole page. Streamlit scrolls inside its main container,
-    so the viewport is grown to the content's height for the picture."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
-                           " return m ? m.scrollHeight : 1800; }")
-    page.set_viewport_size({"width": 1400, "height": int(min(max(900, height + 20), 6000))})
-    time.sleep(1.5)  # plotly redraws on resize
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 1800})
+    with chromium_page() as page:
+        yield page
 
 
 @pytest.mark.parametrize("path,name,text", PAGES, ids=[p[1] for p in PAGES])
@@ -186,8 +96,6 @@ def test_every_page_renders(server, browser_page, path, name, text):
             time.sleep(2)
         settle(page, "Layout", plots=1)
     no_exception(page)
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
-        '[data-testid="stAlertContentError"]').first.inner_text()
     shoot(page, name)
 
 
@@ -218,8 +126,6 @@ def test_metric_validation_shows_intervals_and_noise(server, browser_page, brows
     if os.environ.get("PANDA_BROWSER_CACHE") is None:  # the fixture's zero-shot runs: results must show
         settle(page, "Spearman (pooled)", timeout=600, plots=1)
     no_exception(page)
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
-        '[data-testid="stAlertContentError"]').first.inner_text()
     if page.get_by_text("Spearman (pooled)").count():
         intervals_and_noise_visible(page)
     shoot(page, "metric_validation")
@@ -250,7 +156,6 @@ def test_transfer_page_runs_a_transfer(server, browser_page):
         pytest.fail("the transfer runs started from the Transfer page did not finish within 30 minutes")
     settle(page, "Results (CSV)")
     no_exception(page)
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     # PT, PoT and PANDA from one source: PANDA - PoT on a 10-step budget is within noise
     settle(page, "Paired comparisons")
     intervals_and_noise_visible(page)
