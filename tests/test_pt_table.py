@@ -1,0 +1,34 @@
+"""The README's prompt-tuning table: every accuracy carries its interval, and
+the trained prompt stands next to its baselines (majority class, a random
+prompt and the untrained prompt) on the same test items."""
+
+from __future__ import annotations
+
+import re
+
+from devtools.pt_table import _with_ci, render
+from panda_core.training import TrainConfig
+
+INTERVAL = re.compile(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]")
+
+
+def _row(task: str, family: str, n: int, pt: float) -> dict:
+    return {"task": task, "family": family, "n_test": n, "majority": _with_ci(0.5, n), "random": _with_ci(0.48, n),
+            "untrained": _with_ci(0.55, n), "dev_acc": pt + 0.01, "test": _with_ci(pt, n), "seconds": 12.0,
+            "steps": 300}
+
+
+def test_every_accuracy_has_its_interval_next_to_the_baselines():
+    text = render({"minilm": [_row("mr", "sentiment", 1066, 0.757)]}, TrainConfig())
+    header = next(line for line in text.splitlines() if line.startswith("| task"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "task", "family", "test items", "majority", "random prompt", "untrained", "PT dev", "PT test", "seconds"]
+    row = next(line for line in text.splitlines() if line.startswith("| mr"))
+    assert len(INTERVAL.findall(row)) == 4  # majority, random, untrained, PT test
+    assert "0.757 [0.730, 0.782]" in row  # Wilson on 807 of 1066
+
+
+def test_wilson_interval_of_a_rounded_accuracy():
+    got = _with_ci(0.5, 100)
+    assert got["acc"] == 0.5 and got["ci"][0] < 0.5 < got["ci"][1]
+    assert abs((got["ci"][1] - got["ci"][0]) - 0.19) < 0.01  # about 2 x 1.96 x sqrt(0.25 / 100)
