@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from panda_app import figures, jobs_view, ui
+from panda_app import figures, jobs_view, stats_view, ui
 from panda_core import ops
 from panda_core.prompts import PROMPT_TYPES
 
@@ -57,20 +57,24 @@ def stored_section() -> None:
     if not rows:
         st.info("No prompts on this backbone yet. Train one above, or train them all from the Home page.")
         return
+    rows = list(reversed(rows))
+    dev_sizes = {t["name"]: t.get("n_dev") for t in ui.task_rows()}
+    accs = ops.prompt_accuracies(rows, dev_sizes)
     table = pd.DataFrame([{
         "task": r["task"], "family": ui.task_family(r["task"]), "method": r["method"],
-        "type": r.get("prompt_type", "input"), "tokens": r["length"],
-        "seed": r["seed"], "dev acc": r["scores"].get("dev_acc"), "test acc": r["scores"].get("test_acc"),
-        "untrained test acc": r["scores"].get("init_test_acc"), "created": ui.ago(r["created"]), "id": r["id"],
-    } for r in reversed(rows)])
-    st.dataframe(table, hide_index=True, key="prompts_table",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("dev acc", "test acc", "untrained test acc")})
+        "type": r.get("prompt_type", "input"), "tokens": r["length"], "seed": r["seed"],
+        "test acc [95% CI]": stats_view.fmt_acc(a["test"]), "test items": a["test"]["n"],
+        "dev acc [95% CI]": stats_view.fmt_acc(a["dev"]), "untrained test acc [95% CI]": stats_view.fmt_acc(a["untrained"]),
+        "origin": r.get("origin"), "created": ui.ago(r["created"]), "id": r["id"],
+    } for r, a in zip(rows, accs, strict=True)])
+    st.dataframe(table, hide_index=True, key="prompts_table")
     st.caption(f"Pages use the newest input-level `pt` prompt of {length} tokens per task (a deep prompt is "
-               "only compared, transferred or projected with deep prompts). 'untrained test acc' is the "
-               "score of the initial prompt before training (zero-shot scoring through label embeddings).")
+               "only compared, transferred or projected with deep prompts). Intervals are Wilson 95% intervals "
+               "over the items scored (the best-dev accuracy leans optimistic: it was chosen on those items). "
+               "'untrained test acc' is the score of the initial prompt before training (zero-shot scoring "
+               "through label embeddings).")
     c1, c2, c3 = st.columns([3, 1, 1])
-    pid = c1.selectbox("Download a prompt", [r["id"] for r in reversed(rows)], key="prompts_download_id")
+    pid = c1.selectbox("Download a prompt", [r["id"] for r in rows], key="prompts_download_id")
     if pid:
         c2.download_button("safetensors", lambda: ui.prompt_download(pid, "safetensors"),
                            file_name=f"{pid}.safetensors", mime="application/octet-stream",

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from panda_app import figures, jobs_view, ui
+from panda_app import figures, jobs_view, stats_view, ui
 from panda_core import ops, store
 
 PROJ_METHODS = {"task": "Task tuning (train through the target backbone)",
@@ -57,27 +57,64 @@ def launch(length: int) -> None:
         st.toast(f"Projector training started ({run_id})")
 
 
+ACC_COLUMNS = (("test_acc", "projected prompt"), ("random_prompt_acc", "random prompt"),
+               ("target_pt_acc", "target's own PT prompt"))
+DIFF_COLUMNS = (("projected_vs_random", "projected − random"), ("projected_vs_target_pt", "projected − own PT"))
+
+
+def _acc(row: dict, key: str) -> str:
+    ci = row.get(f"{key}_ci") or [None, None]
+    return stats_view.fmt_acc({"acc": row.get(key), "low": ci[0], "high": ci[1]})
+
+
+def result_table(results: list[dict]) -> tuple[pd.DataFrame, dict]:
+    """One row per eval task: each accuracy with its 95% interval, and the paired
+    differences with their verdicts (old runs without intervals show "—")."""
+    rows, verdicts = [], {name: [] for _, name in DIFF_COLUMNS}
+    for r in results:
+        row = {"task": r["task"], "family": r.get("family"), "test items": r.get("n_test"),
+               "majority class": r.get("majority_test_acc")}
+        row |= {name: _acc(r, key) for key, name in ACC_COLUMNS}
+        for key, name in DIFF_COLUMNS:
+            d = r.get(key) or {}
+            row[name] = stats_view.fmt_value(d.get("diff"), d.get("low"), d.get("high"), signed=True)
+            verdicts[name].append(ops.verdict(d.get("low"), d.get("high")))
+        rows.append(row)
+    return pd.DataFrame(rows), verdicts
+
+
+def _error_bars(df: pd.DataFrame, col: str) -> dict | None:
+    """The 95% intervals of a bar series as plotly error bars (None for runs stored without them)."""
+    if f"{col}_ci" not in df:
+        return None
+    below, above = [], []
+    for ci, acc in zip(df[f"{col}_ci"], df[col], strict=True):
+        ok = isinstance(ci, list) and len(ci) == 2 and acc == acc  # NaN: no value
+        below.append(acc - ci[0] if ok else 0.0)
+        above.append(ci[1] - acc if ok else 0.0)
+    return dict(type="data", symmetric=False, array=above, arrayminus=below)
+
+
 def result_view(run: dict) -> None:
     res = run["result"]
     df = pd.DataFrame(res["results"]).dropna(axis=1, how="all")
     st.markdown(f"**{res['source_backbone']} → {res['target_backbone']}**, {res['method']} projector trained on "
                 f"**{res['train_task']}** ({res['steps']} steps, {res.get('seconds', '?')} s) · "
                 f"`{res['projector_id']}`")
-    st.dataframe(df.rename(columns={"test_acc": "projected prompt", "random_prompt_acc": "random prompt",
-                                    "target_pt_acc": "target's own PT prompt"}),
-                 hide_index=True, key=f"cm_table_{run['id']}",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("projected prompt", "random prompt", "target's own PT prompt")})
+    table, verdicts = result_table(res["results"])
+    st.table(stats_view.style_cells(table, verdicts))
+    stats_view.legend()
     fig = go.Figure()
     for col, name in (("test_acc", "projected prompt"), ("random_prompt_acc", "random prompt"),
                       ("target_pt_acc", f"own PT prompt on {res['target_backbone']}")):
         if col in df and df[col].notna().any():
-            fig.add_trace(go.Bar(x=df["task"], y=df[col], name=name,
+            fig.add_trace(go.Bar(x=df["task"], y=df[col], name=name, error_y=_error_bars(df, col),
                                  hovertemplate="%{x}<br>" + name + ": %{y:.4f}<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_title="test accuracy", height=400, yaxis_range=[0, 1],
                       title="Zero-shot accuracy on the target backbone", margin=dict(l=10, r=10, t=50, b=10))
     figures.plot(fig, key=f"cm_fig_{run['id']}")
-    figures.figure_downloads(fig, f"projector-{res['projector_id']}", csv=df.to_csv(index=False),
+    flat = pd.json_normalize(res["results"])  # differences as "projected_vs_random.diff", ...
+    figures.figure_downloads(fig, f"projector-{res['projector_id']}", csv=flat.to_csv(index=False),
                         key=f"cm_{run['id']}", csv_label="Table (CSV)")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from panda_app import figures, jobs_view, ui
+from panda_app import figures, jobs_view, stats_view, ui
 from panda_core import ops, store
 from panda_core.indicators.source_ranking import run_curve
 
@@ -20,7 +20,8 @@ def rows_table(runs: list[dict]) -> pd.DataFrame:
         step = f"{prog.get('step')}/{prog.get('steps')}" if prog.get("steps") else ""
         out.append({"status": f"{jobs_view.STATUS_ICON.get(r['status'], '')} {r['status']}", "kind": r["kind"],
                     "what": jobs_view.run_label(r), "backbone": r["backbone"], "progress": step,
-                    "test acc": res.get("test_acc"), "updated": ui.ago(r["updated"]),
+                    "test acc [95% CI]": stats_view.fmt_acc(ops.accuracy_of(res)) if res.get("test_acc") is not None
+                    else "", "updated": ui.ago(r["updated"]),
                     "error": (r.get("error") or "")[:160], "id": r["id"]})
     return pd.DataFrame(out)
 
@@ -36,8 +37,7 @@ def run_list(kinds: list[str], statuses: list[str], limit: int) -> None:
     for r in active:
         jobs_view.show_progress(r)
     if runs:
-        st.dataframe(rows_table(runs), hide_index=True, key="runs_table",
-                     column_config={"test acc": st.column_config.NumberColumn(format="%.3f")})
+        st.dataframe(rows_table(runs), hide_index=True, key="runs_table")
     else:
         st.info("No runs match. Start one from the Home, Prompts, Transfer or Cross model page.")
 

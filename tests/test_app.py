@@ -162,6 +162,9 @@ def test_prompts_page_lists_trains_and_downloads(app_cache):
     assert len(at.get("file_uploader")) == 2  # a prompt file and a task file
     table = next(df.value for df in at.dataframe if "id" in df.value.columns)
     assert set(TASKS) <= set(table["task"])
+    # every accuracy with its Wilson 95% interval over the items its run scored
+    for col in ("test acc [95% CI]", "dev acc [95% CI]", "untrained test acc [95% CI]"):
+        assert table[col].str.fullmatch(INTERVAL).all(), table[col]
     labels = {b.label for b in at.get("download_button")}
     assert {"safetensors", "PEFT adapter (zip)"} <= labels
 
@@ -371,6 +374,30 @@ def test_cross_model_page_widgets(app_cache):
     assert {"cm_source", "cm_target", "cm_train_task"} <= keys(at.selectbox)
     assert "cm_eval_tasks" in keys(at.multiselect) and "cm_method" in keys(at.radio)
     assert at.button(key="cm_run") is not None
+
+
+def test_cross_model_results_carry_intervals_and_paired_verdicts(app_cache):
+    from panda_core import store
+
+    diff = {"diff": 0.21, "low": 0.15, "high": 0.27, "p_value": 0.0001, "n": 200, "within_noise": False}
+    noise = {"diff": -0.01, "low": -0.05, "high": 0.03, "p_value": 0.7, "n": 200, "within_noise": True}
+    result = {"projector_id": "proj-x", "source_backbone": "minilm", "target_backbone": "minilm", "method": "task",
+              "train_task": "imdb_uci", "steps": 10, "seconds": 1.0, "results": [
+                  {"task": "yelp_uci", "family": "sentiment", "n_test": 200, "majority_test_acc": 0.5,
+                   "test_acc": 0.8, "test_acc_ci": [0.74, 0.85], "random_prompt_acc": 0.59,
+                   "random_prompt_acc_ci": [0.52, 0.66], "target_pt_acc": 0.81, "target_pt_acc_ci": [0.75, 0.86],
+                   "projected_vs_random": diff, "projected_vs_target_pt": noise}]}
+    rid = store.create_run("project", "task", "imdb_uci", "minilm", {}, source="minilm")
+    store.update_run(rid, status="done", result=result)
+    at = page("cross_model").run()
+    ok(at)
+    table = next(t.value for t in at.table if "projected − random" in t.value.columns)
+    row = table.iloc[0]
+    assert row["projected prompt"] == "0.800 [0.740, 0.850]" and row["random prompt"] == "0.590 [0.520, 0.660]"
+    assert row["projected − random"] == "+0.210 [+0.150, +0.270]"
+    assert row["projected − own PT"] == "-0.010 [-0.050, +0.030]"
+    bars = figures(at)[0]["data"]
+    assert values(bars[0]["error_y"]["array"]) == [pytest.approx(0.05)]
 
 
 def test_runs_page_lists_and_cancels(app_cache):

@@ -121,6 +121,22 @@ def test_without_a_pt_run_the_stored_prompts_training_run_is_the_reference(priva
     assert ops.comparisons([pot], reference=run("pt", None, B, "1", kind="train")) == []  # another target's
 
 
+def test_a_stored_prompts_accuracies_carry_intervals_from_its_run_else_its_item_count(private_cache):
+    made = run("pt", None, T, "1" * 80 + "0" * 20, kind="train", result={"prompt_id": "p-run", "dev_acc": 0.9})
+    rows = [
+        {"id": "p-run", "task": T, "scores": {"test_acc": 0.8, "dev_acc": 0.9, "init_test_acc": 0.5}},
+        {"id": "p-zoo", "task": T, "scores": {"test_acc": 0.7, "dev_acc": 0.75, "init_test_acc": 0.4, "n_test": 200}},
+        {"id": "p-imported", "task": T, "scores": {"test_acc": 0.6}},
+    ]
+    by_run, by_count, bare = ops.prompt_accuracies(rows, {T: 50})
+    assert by_run["test"] == ops.accuracy_of(made["result"]) and by_run["test"]["n"] == 100
+    assert by_run["dev"]["n"] == 50  # dev_limit 100 of a 50-item dev split
+    assert by_run["untrained"]["n"] == 100 and by_run["untrained"]["low"] < 0.5 < by_run["untrained"]["high"]
+    assert by_count["test"]["n"] == 200 and by_count["test"]["low"] < 0.7 < by_count["test"]["high"]
+    assert by_count["dev"]["low"] is None  # no run: the dev items are unknown
+    assert bare["test"]["acc"] == 0.6 and bare["test"]["low"] is None  # never guessed
+
+
 # ------------------------------------------------------ indicator validation
 def test_indicator_summary_marks_correlations_within_noise():
     out = {"indicators": {

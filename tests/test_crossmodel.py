@@ -98,6 +98,15 @@ def test_projection_run_is_recorded_with_its_dev_curve(pt_prompts):
     assert [r["task"] for r in out["results"]] == [TASK, "amazon_uci"]
     assert {"projector_id", "run_id", "source_backbone", "target_backbone", "train_task", "method", "steps",
             "lr", "seed", "seconds", "results"} <= set(out)
+    for r in out["results"]:  # the projected, random and own PT prompt on the same 16 items, paired
+        assert r["n_test"] == 16 and 0 <= r["majority_test_acc"] <= 1
+        for key in ("test_acc", "random_prompt_acc", "target_pt_acc"):
+            low, high = r[f"{key}_ci"]
+            assert low <= r[key] <= high
+        for key, other in (("projected_vs_random", "random_prompt_acc"), ("projected_vs_target_pt", "target_pt_acc")):
+            d = r[key]
+            assert d["n"] == 16 and d["diff"] == pytest.approx(r["test_acc"] - r[other], abs=1e-3)
+            assert d["low"] <= d["diff"] <= d["high"] and 0 <= d["p_value"] <= 1
     run = store.get_run(out["run_id"])
     assert run["status"] == "done" and run["kind"] == "project"
     assert [tuple(x) for x in store.curve(out["run_id"])] == [tuple(x) for x in out["dev_curve"]]

@@ -106,9 +106,9 @@ def projectors_section(d: dict) -> list[str]:
 
     rows = [[f"{r['source_backbone']} -> {r['target_backbone']}", r["method"], r["train_task"], r["task"],
              r["family"], r["n_test"], r["majority"], a(r, "test_acc"), a(r, "random_prompt_acc"),
-             a(r, "target_pt_acc")] for r in d["projectors"]]
+             a(r, "target_pt_acc"), diff(r.get("projected_vs_random"))] for r in d["projectors"]]
     return ["## Cross-model transfer through a projector", "",
-            "Wilson intervals from the accuracy and the number of items (the projector's evaluation keeps no "
-            "per-item record, so the projected - random difference is not paired).", "",
+            "Each accuracy with its Wilson 95% interval; projected - random is paired on the same test items "
+            "(bootstrap interval, exact McNemar p).", "",
             md_table(["pair", "method", "trained on", "task", "family", "test items", "majority", "projected prompt",
-                      "random prompt", "target's own PT prompt"], rows), ""]
+                      "random prompt", "target's own PT prompt", "projected - random"], rows), ""]

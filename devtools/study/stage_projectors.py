@@ -1,8 +1,9 @@
 """Stage `projectors`: each backbone pair's projector, trained both ways where
-it can be (distance needs the target backbone's PT prompt). The projector's
-evaluation keeps accuracies only, so their intervals are Wilson intervals
-from the accuracy and the number of items, and the projected - random
-difference cannot be paired."""
+it can be (distance needs the target backbone's PT prompt). The projection
+run scores the projected, random and own-PT prompts on the same test items:
+each accuracy has its Wilson interval, and projected - random is a paired
+difference (runs stored before that keep Wilson intervals from the accuracy
+and the number of items, and no paired difference)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def projectors(study: Study) -> None:
                                  test_limit=cfg.projector_test_limit)
             for r in res["results"]:
                 n = min(cfg.projector_test_limit or 10**9, study.test_sizes[r["task"]])
-                cis = {f"{k}_ci": ci_of(r[k], n) for k in ("test_acc", "random_prompt_acc", "target_pt_acc")
-                       if r.get(k) is not None}
+                cis = {f"{k}_ci": r.get(f"{k}_ci") or ci_of(r[k], n)
+                       for k in ("test_acc", "random_prompt_acc", "target_pt_acc") if r.get(k) is not None}
                 rows.append({"source_backbone": a, "target_backbone": b, "method": method,
                              "train_task": cfg.projector_train_task, "n_test": n,
                              "majority": accuracy(majority_items(r["task"], n))["acc"]} | r | cis)

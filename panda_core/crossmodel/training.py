@@ -20,13 +20,14 @@ import torch
 
 from .. import store
 from ..backbones import get_backbone
-from ..data import get_task
-from ..prompts import PromptInit, PromptScorer, init_prompt
+from ..data import get_task, load_split
+from ..prompts import PromptInit, PromptScorer, init_prompt, readouts
+from ..stats import accuracy_with_ci, majority_accuracy, paired_difference
 from ..training import checkpoint as ckpt
 from ..training.config import TrainConfig
 from ..training.objectives import ProjectorDistance, ProjectorTask
 from ..training.trainer import Member, OnEval, ParamGroup, Progress, Stream, Trainer
-from ..training.tuning import evaluate, n_train, task_splits
+from ..training.tuning import evaluate_items, n_train, task_splits
 from .config import DEFAULT_LR, HIDDEN, projector_config, projector_method, pt_prompt
 from .projector import PromptProjector, save_projector
 
@@ -93,32 +94,50 @@ def train_projector(
     return proj.eval(), meta
 
 
-_REFERENCE: dict[tuple, float] = {}
+_REFERENCE: dict[tuple, torch.Tensor] = {}
 
 
-def _reference_acc(bb, task: str, which: tuple, prompt: torch.Tensor | None, limit: int | None) -> float:
-    """Accuracy of a reference prompt (random, or the target backbone's own PT
-    prompt), computed once per process: both projector methods compare to it."""
+def _reference_items(bb, task: str, which: tuple, prompt: torch.Tensor | None, limit: int | None) -> torch.Tensor:
+    """Per-item correctness of a reference prompt (random, or the target
+    backbone's own PT prompt with its recorded readout and head), computed once
+    per process: both projector methods compare to it."""
     key = (bb.name, task, which, limit)
     if key not in _REFERENCE:
+        head, readout = None, None
         if prompt is None:
-            prompt = store.load_prompt(which[1]).tensor
-        _REFERENCE[key] = round(evaluate(bb, task, prompt, limit=limit), 4)
+            stored = store.load_prompt(which[1])
+            prompt, head, readout = stored.tensor, stored.head, readouts.recorded(stored, bb.kind)
+        _REFERENCE[key] = evaluate_items(bb, task, prompt, head=head, limit=limit, readout=readout)
     return _REFERENCE[key]
 
 
+def _scored(name: str, items: torch.Tensor) -> dict:
+    """{name: accuracy, name_ci: its Wilson 95% interval} over the scored items."""
+    got = accuracy_with_ci(items)
+    return {name: got["acc"], f"{name}_ci": got["ci"]}
+
+
 def _projected_row(proj: PromptProjector, task: str, bb_s, bb_t, config: TrainConfig, rand: torch.Tensor) -> dict:
-    """One eval task: its projected source prompt, a random prompt and the target's own PT prompt, zero-shot."""
+    """One eval task: its projected source prompt, a random prompt and the
+    target's own PT prompt, zero-shot on the same test items, each accuracy
+    with its interval, next to the majority class; projected - random and
+    projected - own PT are paired differences on those items."""
     length, limit = config.prompt_length, config.test_limit
     with torch.no_grad():
         projected = proj(pt_prompt(task, bb_s.name, length).to(bb_t.device))
-    row = {
-        "task": task, "family": get_task(task).family,
-        "test_acc": round(evaluate(bb_t, task, projected, limit=limit), 4),
-        "random_prompt_acc": _reference_acc(bb_t, task, ("random", config.seed, length), rand, limit),
-    }
+    mine = evaluate_items(bb_t, task, projected, limit=limit)
+    random_items = _reference_items(bb_t, task, ("random", config.seed, length), rand, limit)
+    labels = [ex.label for ex in load_split(task, "test")[:len(mine)]]
+    row = {"task": task, "family": get_task(task).family, "n_test": len(mine),
+           "majority_test_acc": round(majority_accuracy(labels), 4)}
+    row |= _scored("test_acc", mine) | _scored("random_prompt_acc", random_items)
+    row["projected_vs_random"] = paired_difference(mine, random_items).to_dict()
     own = store.latest_prompt_id(task, bb_t.name, "pt", length)
-    row["target_pt_acc"] = _reference_acc(bb_t, task, ("own", own), None, limit) if own else None
+    row["target_pt_acc"] = row["target_pt_acc_ci"] = row["projected_vs_target_pt"] = None
+    if own:
+        own_items = _reference_items(bb_t, task, ("own", own), None, limit)
+        row |= _scored("target_pt_acc", own_items)
+        row["projected_vs_target_pt"] = paired_difference(mine, own_items).to_dict()
     return row
 
 

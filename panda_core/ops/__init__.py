@@ -35,7 +35,7 @@ _LAZY = {
     "JOB_KINDS": ".job_kinds", "JobKind": ".job_kinds", "JobContext": ".job_kinds",
     "run_sweep": ".sweep", "plan": ".sweep",
     "check": ".doctor",
-    "accuracy_of": ".compare", "dev_accuracy_of": ".compare", "compare_runs": ".compare",
+    "accuracy_of": ".compare", "prompt_accuracies": ".compare", "dev_accuracy_of": ".compare", "compare_runs": ".compare",
     "comparisons": ".compare", "indicator_summary": ".compare", "reference_run_of_prompt": ".compare",
     "verdict": ".compare", "measure_plan": ".measuring", "MeasurePlan": ".measuring",
 }

@@ -95,6 +95,35 @@ def dev_accuracy_of(run: Mapping[str, Any], dev_size: int | None) -> dict[str, A
     return _acc(acc, *wilson_interval(round(float(acc) * n), n), n)
 
 
+def prompt_accuracies(rows: Sequence[Mapping[str, Any]],
+                      dev_sizes: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
+    """For each stored prompt row (as `store.list_prompts` gives it), its
+    "test", "untrained" and "dev" accuracies, each {"acc", "low", "high", "n"}
+    with its Wilson 95% interval: from the run that made the prompt (matched by
+    prompt id, one pass over the finished runs) when there is one, else from
+    the number of test items its scores record (`n_test`); without either, the
+    value has no interval (an imported prompt states no item count)."""
+    made_by = {}
+    for run in store.list_runs(status="done", limit=100000):  # newest first: the first match wins
+        pid = run.get("prompt_id") or (run.get("result") or {}).get("prompt_id")
+        if pid and pid not in made_by:
+            made_by[pid] = run
+    out = []
+    for row in rows:
+        scores, run = row.get("scores") or {}, made_by.get(row.get("id"))
+        test = accuracy_of(run["result"]) if run else accuracy_of(scores)
+        n = test["n"]
+        init = scores.get("init_test_acc")
+        untrained = (_acc(init, *wilson_interval(round(float(init) * n), n), n) if init is not None and n
+                     else _acc(init))
+        if run:
+            dev = dev_accuracy_of(run, (dev_sizes or {}).get(row.get("task")))
+        else:
+            dev = _acc(scores.get("dev_acc"))
+        out.append({"test": test, "untrained": untrained, "dev": dev})
+    return out
+
+
 def _test_limit(run: Mapping[str, Any]) -> Any:
     cfg = run.get("config") or {}
     return (cfg.get("train") if isinstance(cfg.get("train"), dict) else cfg).get("test_limit")

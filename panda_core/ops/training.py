@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import store
 from ..training.config import DEFAULT_TOKEN_BUDGET
-from .accuracy import accuracy_summary
+from .accuracy import accuracy_summary, n_scored
 from .lifecycle import recorded
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ def train_prompt(
         prompt = SoftPrompt(
             tensor=result.prompt, backbone=bb.name, task=task, method="pt", seed=config.seed,
             steps=result.steps, head=result.head,
-            scores={"init_test_acc": init_acc, "dev_acc": result.best_dev, "test_acc": result.test_acc},
+            scores={"init_test_acc": init_acc, "dev_acc": result.best_dev, "test_acc": result.test_acc,
+                    **n_scored(result.test_correct)},
             extra={"config": config.to_dict(), "best_step": result.best_step, "init_seed": init_seed,
                    "trainable_params": result.trainable_params, "run_id": run.id},
         )
@@ -107,7 +108,8 @@ def train_prompts(
             r, run = results[t], runs[t]
             prompt = SoftPrompt(
                 tensor=r.prompt, backbone=bb.name, task=t, method="pt", seed=config.seed, steps=r.steps,
-                scores={"init_test_acc": init_acc[t], "dev_acc": r.best_dev, "test_acc": r.test_acc},
+                scores={"init_test_acc": init_acc[t], "dev_acc": r.best_dev, "test_acc": r.test_acc,
+                        **n_scored(r.test_correct)},
                 extra={"config": config.to_dict(), "best_step": r.best_step, "trainable_params": r.trainable_params,
                        "init_seed": task_seed(t, config.seed),
                        "run_id": run.id, "batched_with": tasks},

@@ -175,7 +175,8 @@ class TransferMethod:
             prompt = SoftPrompt(
                 tensor=result.prompt, backbone=ctx.backbone.name, task=ctx.target, method=self.prompt_method,
                 seed=cfg.seed, steps=result.steps, source_prompt=ctx.source_prompt_id,
-                scores={"dev_acc": result.best_dev, "test_acc": result.test_acc},
+                scores={"dev_acc": result.best_dev, "test_acc": result.test_acc}
+                | ({} if result.test_correct is None else {"n_test": len(result.test_correct)}),
                 extra={"run_id": ctx.run_id, "kd_weight": kd_weight, "source_task": ctx.source},
             )
         return TransferResult(test_acc=result.test_acc, seconds=result.seconds, dev_curve=result.dev_curve,
