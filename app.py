@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from panda_app import jobs_view, ui
+from panda_app import jobs_view, stats_view, ui
 from panda_core import ops
 from panda_core.backbones import KINDS
 from panda_core.indicators import INDICATORS
@@ -117,6 +117,8 @@ def cache_overview() -> list[str]:
     tasks = ui.task_rows()
     latest = ui.latest_prompts(bb, length)
     rows, missing = [], []
+    shown = [latest[t["name"]] for t in tasks if t["available"] and t["name"] in latest]
+    accs = {p["id"]: a for p, a in zip(shown, ops.prompt_accuracies(shown), strict=True)}
     for t in tasks:
         if not t["available"]:
             continue
@@ -125,7 +127,8 @@ def cache_overview() -> list[str]:
             missing.append(t["name"])
         rows.append({"task": t["name"], "family": t["family"], "source": t["source"],
                      "labels": len(t["labels"]), "train": t.get("n_train"), "test": t.get("n_test"),
-                     "prompt": "✅" if p else "missing", "test acc": (p or {}).get("scores", {}).get("test_acc"),
+                     "prompt": "✅" if p else "missing",
+                     "test acc [95% CI]": stats_view.fmt_acc(accs[p["id"]]["test"]) if p else "",
                      "origin": {"zoo": "zoo (shipped)", "user": "yours"}.get((p or {}).get("origin"), ""),
                      "prompt id": (p or {}).get("id")})
     unavailable = [t for t in tasks if not t["available"]]
@@ -134,8 +137,7 @@ def cache_overview() -> list[str]:
     c2.metric(f"Prompts on {bb if len(bb) < 16 else '…'}", len(rows) - len(missing))
     c3.metric("Missing prompts", len(missing))
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="home_tasks",
-                     column_config={"test acc": st.column_config.NumberColumn(format="%.3f")})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="home_tasks")
         zoo = sum(r["origin"].startswith("zoo") for r in rows)
         if zoo:
             st.caption(f"{zoo} of these prompts come from the zoo shipped with the tool (docs/zoo.md); a prompt "

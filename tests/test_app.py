@@ -131,6 +131,7 @@ def test_home_shows_backbone_tasks_and_prompts(app_cache):
     tasks = next(df.value for df in at.dataframe if "prompt" in df.value.columns)
     trained = set(tasks.loc[tasks["prompt"] == "✅", "task"])
     assert set(TASKS) <= trained
+    assert tasks.loc[tasks["prompt"] == "✅", "test acc [95% CI]"].str.fullmatch(INTERVAL).all()
     assert "home_train_tasks" in keys(at.multiselect)  # other tasks are still missing
     assert any(b.label == "Train missing prompts" for b in at.button)
     assert any("Device" == m.label for m in at.metric)
