@@ -137,6 +137,22 @@ def test_a_stored_prompts_accuracies_carry_intervals_from_its_run_else_its_item_
     assert bare["test"]["acc"] == 0.6 and bare["test"]["low"] is None  # never guessed
 
 
+def test_prompts_list_json_carries_each_prompts_accuracies(private_cache, capsys):
+    import json
+
+    import torch
+
+    from panda_core.cli import main
+    from panda_core.prompts import SoftPrompt
+
+    pid = store.save_prompt(SoftPrompt(tensor=torch.zeros(4, 384), backbone="minilm", task=T,
+                                       scores={"test_acc": 0.7, "n_test": 100, "init_test_acc": 0.5}))
+    assert main(["prompts", "list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["id"] == pid and row["accuracy"]["test"]["n"] == 100
+    assert row["accuracy"]["test"]["low"] < 0.7 < row["accuracy"]["test"]["high"]
+
+
 # ------------------------------------------------------ indicator validation
 def test_indicator_summary_marks_correlations_within_noise():
     out = {"indicators": {

@@ -31,8 +31,9 @@ def _prompts_arguments(sp: argparse.ArgumentParser) -> None:
 def cmd_prompts(args: argparse.Namespace) -> Any:
     from .. import ops, store
 
-    if args.action in (None, "list"):
-        return store.list_prompts(backbone=args.backbone, task=args.task)
+    if args.action in (None, "list"):  # each prompt's accuracies with their 95% intervals
+        rows = store.list_prompts(backbone=args.backbone, task=args.task)
+        return [r | {"accuracy": a} for r, a in zip(rows, ops.prompt_accuracies(rows), strict=True)]
     if not args.target:
         raise PandaError(f"prompts {args.action} needs a FILE (import) or an ID (export)")
     if args.action == "import":
