@@ -137,3 +137,18 @@ def test_the_teacher_pass_covers_the_run_and_matches_the_lazy_teacher():
         batch = scorer.collate(enc, index)
         assert bool(eager.have[index].all())  # nothing left to run during training
         torch.testing.assert_close(eager(batch), lazy(batch), atol=1e-4, rtol=1e-4)
+
+
+def test_batching_study_table_pairs_the_arms_and_marks_reused_seconds():
+    from devtools.batching_study import render
+
+    def arm(batching: str, items: str, reused: bool = False) -> dict:
+        return {"task": "mr", "batching": batching, "items": items, "train_seconds": 600.0 if reused else 420.0,
+                "real_token_fraction": 0.5 if batching == "random" else 0.93, "reused": reused}
+
+    data = {"backbone": "minilm", "steps": 300, "seed": 0, "tasks": ["mr"],
+            "runs": {"random|mr": arm("random", "1100" * 50, reused=True), "length|mr": arm("length", "1110" * 50)}}
+    table = render(data)
+    row = next(line for line in table.splitlines() if line.startswith("| mr"))
+    assert "+0.250 [" in row and "| 600* / 420 |" in row and "0.50 / 0.93" in row
+    assert "measured then, not beside the length arm" in table
