@@ -13,6 +13,8 @@ from panda_core.ops.training import done_train_run
 from panda_core.paths import REPO_ROOT
 from panda_core.training import TrainConfig
 
+from .study.context import ci_of
+
 START, END = "<!-- pt-table:start -->", "<!-- pt-table:end -->"
 
 # done_train_run (re-exported): the one reuse rule, shared with the report and `zoo build`
@@ -28,6 +30,7 @@ def pt_rows(backbone: str, config: TrainConfig, train_missing: bool = False,
     from panda_core.backbones import get_backbone
     from panda_core.ops import train_prompt
     from panda_core.prompts import task_seed
+    from panda_core.stats import accuracy_with_ci
 
     from .study.baselines import PromptBaselines, majority_items
 
@@ -44,19 +47,16 @@ def pt_rows(backbone: str, config: TrainConfig, train_missing: bool = False,
         n = int(done.get("n_test") or len(rand))
         major = majority_items(task, n)
         rows.append({"task": task, "family": get_task(task).family, "n_test": n,
-                     "majority": _with_ci(float(major.mean()), n), "random": _with_ci(float(rand.mean()), len(rand)),
+                     "majority": accuracy_with_ci(major), "random": accuracy_with_ci(rand),
                      "untrained": _with_ci(done["init_test_acc"], n), "dev_acc": done["dev_acc"],
-                     "test": {"acc": done["test_acc"], "ci": done.get("test_acc_ci") or _with_ci(done["test_acc"], n)["ci"]},
+                     "test": {"acc": done["test_acc"], "ci": done.get("test_acc_ci") or ci_of(done["test_acc"], n)},
                      "seconds": done["seconds"], "steps": done["steps"]})
     return sorted(rows, key=lambda r: (r["family"], r["task"]))
 
 
 def _with_ci(acc: float, n: int) -> dict:
-    """{"acc", "ci"}: an accuracy on n items with its Wilson 95% interval."""
-    from panda_core.stats import wilson_interval
-
-    low, high = wilson_interval(round(acc * n), n)
-    return {"acc": round(acc, 4), "ci": [round(low, 4), round(high, 4)]}
+    """{"acc", "ci"}: an accuracy on n items kept without its items, with its Wilson 95% interval."""
+    return {"acc": round(acc, 4), "ci": ci_of(acc, n)}
 
 
 def _acc(a: dict) -> str:

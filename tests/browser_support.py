@@ -40,13 +40,17 @@ def _require_browser() -> None:
 
 
 @contextmanager
-def streamlit_server(cache: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """`streamlit run app.py` on a free port over `cache`; yields its URL and is
-    always killed at the end (its whole process group)."""
+def streamlit_server(cache: Path, extra_env: dict[str, str] | None = None,
+                     unset: tuple[str, ...] = ()) -> Iterator[str]:
+    """`streamlit run app.py` on a free port over `cache` (with `extra_env` set and
+    the variables in `unset` removed); yields its URL and is always killed at
+    the end (its whole process group)."""
     _require_browser()
     port = _free_port()
     env = os.environ | {"PANDA_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env |= extra_env or {}
+    for name in unset:
+        env.pop(name, None)
     log = open(cache / "streamlit-test.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

@@ -66,8 +66,7 @@ def fresh_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(fresh_cache):
-    os.environ.pop("PANDA_ZOO_DIR", None)  # the shipped zoo, as on a fresh clone
-    with streamlit_server(fresh_cache) as url:
+    with streamlit_server(fresh_cache, unset=("PANDA_ZOO_DIR",)) as url:  # the shipped zoo, as on a fresh clone
         yield url
 
 

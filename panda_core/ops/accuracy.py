@@ -32,8 +32,3 @@ def accuracy_summary(task: str, correct: Any, digits: int = 4) -> dict[str, Any]
             "majority_test_acc": round(majority_accuracy(labels), digits) if n else None,
             RESULT_KEY: encode_items(items)}
 
-
-def n_scored(correct: Any) -> dict[str, int]:
-    """{"n_test": N} for a prompt's scores (N test items scored), or {} when the
-    items are unknown: with the accuracy it gives the interval of a stored prompt."""
-    return {} if correct is None else {"n_test": len(correct)}

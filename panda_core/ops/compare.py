@@ -99,15 +99,11 @@ def prompt_accuracies(rows: Sequence[Mapping[str, Any]],
                       dev_sizes: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
     """For each stored prompt row (as `store.list_prompts` gives it), its
     "test", "untrained" and "dev" accuracies, each {"acc", "low", "high", "n"}
-    with its Wilson 95% interval: from the run that made the prompt (matched by
-    prompt id, one pass over the finished runs) when there is one, else from
+    with its Wilson 95% interval: from the run that made the prompt (one
+    indexed query for all rows) when there is one, else from
     the number of test items its scores record (`n_test`); without either, the
     value has no interval (an imported prompt states no item count)."""
-    made_by = {}
-    for run in store.list_runs(status="done", limit=100000):  # newest first: the first match wins
-        pid = run.get("prompt_id") or (run.get("result") or {}).get("prompt_id")
-        if pid and pid not in made_by:
-            made_by[pid] = run
+    made_by = store.done_runs_of_prompts([r.get("id") for r in rows])
     out = []
     for row in rows:
         scores, run = row.get("scores") or {}, made_by.get(row.get("id"))
@@ -171,8 +167,7 @@ def reference_run_of_prompt(prompt_id: str | None) -> dict | None:
     results make it a paired reference), or None (an imported prompt has none)."""
     if not prompt_id:
         return None
-    return next((r for r in store.list_runs(kind="train", status="done", limit=100000)
-                 if prompt_id in (r.get("prompt_id"), (r.get("result") or {}).get("prompt_id"))), None)
+    return store.done_runs_of_prompts([prompt_id], kind="train").get(prompt_id)
 
 
 def _finished(run: Mapping[str, Any]) -> bool:

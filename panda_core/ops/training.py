@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import store
 from ..training.config import DEFAULT_TOKEN_BUDGET
-from .accuracy import accuracy_summary, n_scored
+from .accuracy import accuracy_summary
 from .lifecycle import recorded
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def train_prompt(
             tensor=result.prompt, backbone=bb.name, task=task, method="pt", seed=config.seed,
             steps=result.steps, head=result.head,
             scores={"init_test_acc": init_acc, "dev_acc": result.best_dev, "test_acc": result.test_acc,
-                    **n_scored(result.test_correct)},
+                    "n_test": len(result.test_correct)},
             extra={"config": config.to_dict(), "best_step": result.best_step, "init_seed": init_seed,
                    "trainable_params": result.trainable_params, "run_id": run.id},
         )
@@ -109,7 +109,7 @@ def train_prompts(
             prompt = SoftPrompt(
                 tensor=r.prompt, backbone=bb.name, task=t, method="pt", seed=config.seed, steps=r.steps,
                 scores={"init_test_acc": init_acc[t], "dev_acc": r.best_dev, "test_acc": r.test_acc,
-                        **n_scored(r.test_correct)},
+                        "n_test": len(r.test_correct)},
                 extra={"config": config.to_dict(), "best_step": r.best_step, "trainable_params": r.trainable_params,
                        "init_seed": task_seed(t, config.seed),
                        "run_id": run.id, "batched_with": tasks},

@@ -53,6 +53,7 @@ from .runs import (
     create_run,
     curve,
     done_run_for_key,
+    done_runs_of_prompts,
     fail_dead_run,
     get_run,
     list_runs,
@@ -65,7 +66,7 @@ from .uploads import safe_filename, staged_upload
 __all__ = [
     "ACTIVE", "FLOAT_DTYPES", "MAX_PROMPT_BYTES", "SCHEMA", "USER", "ZOO", "Run",
     "add_curve_point", "add_prompt_file", "cancel_requested", "claim_run", "connect", "create_run", "curve", "delete_prompt",
-    "done_run_for_key", "drop_prompt_row", "fail_dead_run", "forget", "get_run", "inspect_safetensors",
+    "done_run_for_key", "done_runs_of_prompts", "drop_prompt_row", "fail_dead_run", "forget", "get_run", "inspect_safetensors",
     "is_registered", "latest_prompt", "latest_prompt_id", "latest_prompts", "list_prompts", "list_runs",
     "load_prompt", "new_prompt_id", "prompt_origin", "prompt_path", "prompt_rows", "prompt_writer", "read_prompt_file",
     "register_prompt_row", "run_record", "run_records", "safe_filename", "save_prompt", "sha256_file",

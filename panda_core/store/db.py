@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS runs (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, status);
+CREATE INDEX IF NOT EXISTS runs_by_prompt ON runs(prompt_id);
 CREATE TABLE IF NOT EXISTS curves (
     run_id TEXT NOT NULL,
     step INTEGER NOT NULL,

@@ -174,6 +174,23 @@ def list_runs(kind: str | None = None, status: str | None = None, limit: int = 5
     return [_decode(r) for r in rows]
 
 
+def done_runs_of_prompts(prompt_ids: list[str], kind: str | None = None) -> dict[str, dict]:
+    """{prompt id: the newest finished run that saved it} for the given prompts
+    (one indexed query; prompts no run saved, such as imported ones, are absent)."""
+    ids = list(dict.fromkeys(i for i in prompt_ids if i))
+    out: dict[str, dict] = {}
+    for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+        chunk = ids[start:start + 500]
+        sql = f"SELECT * FROM runs WHERE status = 'done' AND prompt_id IN ({','.join('?' * len(chunk))})"
+        args: list = list(chunk)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        for r in _query(sql + " ORDER BY created DESC", tuple(args)):
+            out.setdefault(r["prompt_id"], _decode(r))
+    return out
+
+
 def run_record(run_id: str) -> Run | None:
     """`get_run` typed."""
     row = get_run(run_id)
