@@ -86,6 +86,19 @@ def test_mr_size(built):
     assert tasks.get_task("mr").labels == ("negative", "positive")
 
 
+def test_majority_of_test_counts_the_first_items(built):
+    """The baseline every accuracy is shown against: the most common label's
+    share among exactly the first n test items (the items a run scored)."""
+    from panda_core.data.lookup import majority_of_test
+
+    name = built[0]
+    labels = [e.label for e in tasks.load_split(name, "test")]
+    for n in (1, 7, len(labels)):
+        top = Counter(labels[:n]).most_common(1)[0][1]
+        assert majority_of_test(name, n) == round(top / n, 4)
+    assert majority_of_test(name, 0) is None
+
+
 def test_pair_tasks_and_label_orders(built):
     for name in ("vitaminc", "presuppositions", "epistemic"):
         if name in built:

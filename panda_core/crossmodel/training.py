@@ -20,9 +20,10 @@ import torch
 
 from .. import store
 from ..backbones import get_backbone
-from ..data import get_task, load_split
+from ..data import get_task
+from ..data.lookup import majority_of_test
 from ..prompts import PromptInit, PromptScorer, init_prompt, readouts
-from ..stats import accuracy_with_ci, majority_accuracy, paired_difference
+from ..stats import accuracy_with_ci, paired_difference
 from ..training import checkpoint as ckpt
 from ..training.config import TrainConfig
 from ..training.objectives import ProjectorDistance, ProjectorTask
@@ -127,9 +128,8 @@ def _projected_row(proj: PromptProjector, task: str, bb_s, bb_t, config: TrainCo
         projected = proj(pt_prompt(task, bb_s.name, length).to(bb_t.device))
     mine = evaluate_items(bb_t, task, projected, limit=limit)
     random_items = _reference_items(bb_t, task, ("random", config.seed, length), rand, limit)
-    labels = [ex.label for ex in load_split(task, "test")[:len(mine)]]
     row = {"task": task, "family": get_task(task).family, "n_test": len(mine),
-           "majority_test_acc": round(majority_accuracy(labels), 4)}
+           "majority_test_acc": majority_of_test(task, len(mine))}
     row |= _scored("test_acc", mine) | _scored("random_prompt_acc", random_items)
     row["projected_vs_random"] = paired_difference(mine, random_items).to_dict()
     own = store.latest_prompt_id(task, bb_t.name, "pt", length)

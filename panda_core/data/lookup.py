@@ -36,4 +36,13 @@ def load_split(name: str, split: str) -> list[Example]:
     return TASK_SOURCES.get(spec.source).load_split(spec, split)
 
 
-__all__ = ["get_task", "list_tasks", "available_tasks", "load_split"]
+def majority_of_test(name: str, n: int, digits: int = 4) -> float | None:
+    """The majority-class accuracy on the first `n` test items of task `name`:
+    the baseline every scored accuracy is read against (None when n is 0)."""
+    from ..stats import majority_accuracy
+
+    labels = [ex.label for ex in load_split(name, "test")[:n]]
+    return round(majority_accuracy(labels), digits) if labels else None
+
+
+__all__ = ["get_task", "list_tasks", "available_tasks", "load_split", "majority_of_test"]

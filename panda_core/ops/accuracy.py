@@ -16,19 +16,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..stats import RESULT_KEY, encode_items, majority_accuracy, wilson_interval
+from ..stats import RESULT_KEY, encode_items, wilson_interval
 from ..stats.items import as_bool_array
 
 
 def accuracy_summary(task: str, correct: Any, digits: int = 4) -> dict[str, Any]:
     """The interval, baseline and items of `correct` ((N,) bool over the first N test items of `task`)."""
-    from ..data import load_split
+    from ..data.lookup import majority_of_test
 
     items = as_bool_array(correct)
     n = len(items)
     low, high = wilson_interval(int(items.sum()), n)
-    labels = [ex.label for ex in load_split(task, "test")[:n]]
     return {"test_acc_ci": [round(low, digits), round(high, digits)], "n_test": n,
-            "majority_test_acc": round(majority_accuracy(labels), digits) if n else None,
+            "majority_test_acc": majority_of_test(task, n, digits),
             RESULT_KEY: encode_items(items)}
 
