@@ -4,7 +4,7 @@
     .venv/bin/python scripts/reliability_report.py            # default budgets (~5 min on 2 cores)
     .venv/bin/python scripts/reliability_report.py --fault-scale 3 --fuzz-scale 5
 
-The suites (tests/test_reliability.py, tests/test_fuzz_loaders.py,
+The suites (tests/test_reliability.py, tests/test_fuzz_prompt_files.py, tests/test_fuzz_task_files.py,
 tests/test_concurrency.py) append their counts to a JSON-lines file named by
 $PANDA_RELIABILITY_STATS; this script sets it to a temporary file, runs
 pytest on them (slow tests included), and renders the document from what the
@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ["tests/test_reliability.py", "tests/test_fuzz_loaders.py", "tests/test_concurrency.py",
+SUITES = ["tests/test_reliability.py", "tests/test_fuzz_prompt_files.py", "tests/test_fuzz_task_files.py", "tests/test_concurrency.py",
           "tests/test_cli_params.py", "tests/test_importers.py"]
 
 
@@ -126,7 +126,7 @@ unpickling would create a file never creates it. Upload names (`../../x`,
 `..`, absolute paths, NUL bytes, 400 characters) are reduced to one safe
 name inside `cache/uploads/<random>/`, removed afterwards.
 
-**Property-based tests** (`tests/test_fuzz_loaders.py`, hypothesis): random
+**Property-based tests** (`tests/test_fuzz_prompt_files.py` and `tests/test_fuzz_task_files.py`, hypothesis): random
 bytes, hand-framed safetensors with hostile headers, genuine safetensors with
 random dtypes/shapes/values/metadata, genuine and hand-framed .npy files and
 torch.save zips (random dtypes, shapes, containers, objects whose unpickling

@@ -1,4 +1,4 @@
-"""Helpers for the reliability suites (test_reliability, test_fuzz_loaders,
+"""Helpers for the reliability suites (test_reliability, test_fuzz_prompt_files, test_fuzz_task_files,
 test_concurrency), and the child process they start and kill.
 
 As a script (`python tests/reliability_helpers.py store-loop ...`) it is a
@@ -174,3 +174,23 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
     raise SystemExit(main(sys.argv[1:]))
+
+
+def fuzz_settings(n: int):
+    """hypothesis settings for `n` examples, scaled by PANDA_FUZZ_SCALE (e.g. 10 for a longer hunt)."""
+    from hypothesis import HealthCheck, settings
+
+    scale = float(os.environ.get("PANDA_FUZZ_SCALE", "1"))
+    return settings(max_examples=max(10, int(n * scale)), deadline=None, database=None, derandomize=False,
+                    suppress_health_check=list(HealthCheck), print_blob=False)
+
+
+def json_values():
+    """A hypothesis strategy of arbitrary JSON values (nested, hostile numbers and strings)."""
+    from hypothesis import strategies as st
+
+    return st.recursive(
+        st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=30),
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+        max_leaves=12,
+    )
