@@ -379,15 +379,10 @@ def test_npy_and_torch_readers_never_raise_anything_but_panda_error(tmp_path):
     _record(before)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _report_counts():
-    yield
-    print(f"\nfuzz inputs: {COUNTS}")
-
-
 def test_generated_inputs_reach_both_outcomes():
     """Guards the generators: they must produce loadable files, not only junk
     (runs after the property tests in file order)."""
+    print(f"\nfuzz inputs: {COUNTS}")
     if COUNTS["prompt_files"] == 0:
         pytest.skip("run with the property tests above")
     assert COUNTS["prompt_loaded"] > 0, COUNTS
