@@ -67,7 +67,8 @@ def run_study(config: StudyConfig | None = None, stages: list[str] | None = None
 
 
 def rerender(out_dir: Path | None = None) -> dict:
-    """Rewrite docs/results.md from a finished study's results.json (no computation)."""
+    """Rewrite docs/results.md from a finished study's results.json, its
+    statistics recomputed from the runs' items (no model, no training)."""
     src = (out_dir or REPO_ROOT / "docs" / "results") / "results.json"
     if not src.is_file():
         raise PandaError(f"no study results at {src}; run `python -m panda_core report` first")
@@ -75,6 +76,27 @@ def rerender(out_dir: Path | None = None) -> dict:
     if data.get("schema", 1) < SCHEMA:
         raise PandaError(f"{src} was written by the report before issue 11 (no intervals, one seed); "
                          "run `python -m panda_core report` to regenerate it")
+    outputs = []
+    if restate(data, src.parent / "items.json"):  # the statistics follow the analysis code, not its version then
+        atomic.write_text(src, json.dumps(data, indent=1, default=str))
+        outputs.append(str(src))
     md = REPO_ROOT / "docs" / "results.md"
     atomic.write_text(md, render_markdown(data))
-    return {"outputs": [str(md)]}
+    return {"outputs": [*outputs, str(md)]}
+
+
+def restate(data: dict, items_json: Path) -> bool:
+    """Recompute the PANDA vs PoT statistics from the stored runs and their
+    per-item records (`analysis.summarize`: no model, no store), so a change to
+    the analysis reaches a finished study without running it again. False when
+    the study or its items are missing."""
+    from .study.analysis import summarize
+
+    pvp = data.get("panda_vs_pot") or {}
+    if not pvp.get("runs") or not items_json.is_file():
+        return False
+    design = data["config"]["design"]
+    sources = {t: tuple(s) for t, s in design["sources"].items()}
+    negative = {t: s[1] for t, s in sources.items() if len(s) > 1}
+    pvp["stats"] = summarize(pvp["runs"], json.loads(items_json.read_text()), sources, negative)
+    return True

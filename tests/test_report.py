@@ -89,6 +89,30 @@ def test_a_failed_aa_control_is_a_warning_and_too_few_cells_cannot_decide():
     assert "no paired runs" in verdict(None)[0]
 
 
+def test_a_test_that_rejects_inside_a_covering_interval_is_not_decided_and_says_which_way():
+    """The two criteria can disagree (the study's interim: -0.012 [-0.029, +0.000], p 0.02):
+    the page must say so, not call it plainly within noise, and must say PANDA did not win."""
+    d = synthetic_study("same")
+    stats = d["panda_vs_pot"]["stats"]
+    stats["comparisons"]["panda_vs_pot"]["overall"] |= {"diff": -0.012, "low": -0.029, "high": 0.0002,
+                                                        "p_value": 0.023}
+    text = verdict(stats)[0]
+    assert "**Verdict: not decided; PANDA leans below vanilla PoT.**" in text
+    assert "**On our data, PANDA did not beat vanilla PoT.**" in text
+    assert "did not beat" not in verdict(synthetic_study("better")["panda_vs_pot"]["stats"])[0]
+
+
+def test_a_target_with_one_cell_gets_the_mcnemar_p_of_its_items():
+    """Model tuning - PT has one cell per target (no source): a sign-flip over one
+    cell can only give p = 1, so the target's p is its cell's exact McNemar p."""
+    comps = synthetic_study("better")["panda_vs_pot"]["stats"]["comparisons"]
+    one = comps["pt_vs_random"]
+    for row in one["per_target"]:
+        cell = next(c for c in one["cells"] if c["target"] == row["target"])
+        assert row["test"] == "mcnemar" and row["p_value"] == cell["p_value"] < 0.05
+    assert all("test" not in row and row["min_p"] == 0.25 for row in comps["panda_vs_pot"]["per_target"])
+
+
 def test_the_study_section_shows_baselines_intervals_and_every_comparison():
     md = render_markdown(synthetic_study("same"))
     section = md.split("## PANDA vs vanilla PoT")[1]

@@ -9,7 +9,9 @@ target, seed and (when b has one) source, on the same test items, and reports
 - overall: the mean over cells with the hierarchical bootstrap interval
   (targets -> sources -> seeds -> items) and the exact sign-flip p over the
   (target, source) cells (`stats.hierarchical_bootstrap`);
-- per target: the same within each target;
+- per target: the same within each target (a target with a single cell, such
+  as an arm without sources against PT, takes its cell's McNemar p: the
+  sign-flip test over one cell cannot give less than 1);
 - per cell: the mean over its seeds, an interval from the bootstrap over its
   seeds and items, the exact McNemar p of its pooled items, and each seed's difference.
 
@@ -122,8 +124,15 @@ def compare(records: list[dict], items: Mapping[str, str], a: str, b: str) -> di
                          "within_noise": h.within_noise,
                          "seeds": [{"seed": c["seed"], "diff": round(float(c["a"].mean() - c["b"].mean()), 4)}
                                    for c in cc]})
-    return {"a": a, "b": b, "overall": _hier(cells),
-            "per_target": [{"target": t} | _hier(cc) for t, cc in by_target.items()], "cells": per_cell}
+    one_cell_p = {c["target"]: c["p_value"] for c in per_cell
+                  if sum(1 for o in per_cell if o["target"] == c["target"]) == 1}
+    per_target = []
+    for t, cc in by_target.items():
+        row = {"target": t} | _hier(cc)
+        if t in one_cell_p:  # a sign-flip over one cell can only give p = 1: test its pooled items instead
+            row |= {"p_value": one_cell_p[t], "min_p": 0.0, "test": "mcnemar"}
+        per_target.append(row)
+    return {"a": a, "b": b, "overall": _hier(cells), "per_target": per_target, "cells": per_cell}
 
 
 def arm_accuracy(records: Iterable[dict], items: Mapping[str, str], arm: str, target: str,

@@ -39,7 +39,9 @@ def _stat(o: dict[str, Any]) -> str:
 
 def verdict(stats: dict[str, Any] | None) -> list[str]:
     """The answer in words. Decided only when the hierarchical interval excludes 0
-    AND the sign-flip test rejects at 5%; otherwise within noise or not decided."""
+    AND the sign-flip test rejects at 5%; when only one of the two says so, not
+    decided (and which way it leans); otherwise within noise. Unless PANDA won,
+    the page says plainly that it did not beat PoT."""
     comps = (stats or {}).get("comparisons") or {}
     if PRIMARY not in comps:
         return ["**Verdict: not run.** The PANDA vs PoT study has no paired runs in this report.", ""]
@@ -52,6 +54,12 @@ def verdict(stats: dict[str, Any] | None) -> list[str]:
         head = ("**Verdict: not decided.** The bootstrap interval excludes 0, but the sign-flip test over the "
                 f"cells does not reject \"no difference\" at {ALPHA} (the smallest p it can give with "
                 f"{o['n_cells']} cells is {pval(o['min_p'])}).")
+    elif o["p_value"] < ALPHA:
+        side = "below" if o["diff"] < 0 else "above"
+        head = (f"**Verdict: not decided; PANDA leans {side} vanilla PoT.** The sign-flip test over the cells "
+                f"rejects \"no difference\" at {ALPHA} (PANDA is {side} PoT in more cells than chance allows), but "
+                "the hierarchical bootstrap interval still covers 0, so by the page's rule the difference is "
+                "within noise.")
     else:
         head = "**Verdict: PANDA and vanilla PoT are within noise of each other.**"
     half = (o["high"] - o["low"]) / 2
@@ -59,6 +67,8 @@ def verdict(stats: dict[str, Any] | None) -> list[str]:
              f"(+{PAPER_EFFECT:.3f}) {'would' if half < PAPER_EFFECT else 'would not'} have been told apart "
              "from 0 by a study of this size.")
     lines = [f"{head} {_stat(o)}. {power}"]
+    if not (o["low"] > 0 and o["p_value"] < ALPHA):
+        lines.append("**On our data, PANDA did not beat vanilla PoT.**")
     if NEGATIVE in comps:
         n = comps[NEGATIVE]["overall"]
         lines.append(f"On the sources chosen in advance for their negative transfer under PoT, PANDA - PoT is "
@@ -134,7 +144,8 @@ def _per_target(stats: dict) -> list[str]:
     shown = [n for n in (PRIMARY, "pot_vs_pt", "mt_vs_pt") if n in comps]
     per = {n: {r["target"]: r for r in comps[n]["per_target"]} for n in shown}
     rows = [[t, *(diff(per[n].get(t)) for n in shown)] for t in stats["targets"]]
-    return ["Per target (sign-flip p over the target's sources):", "",
+    return ["Per target (exact sign-flip p over the target's sources; a target with one cell, such as model "
+            "tuning - PT, has the exact McNemar p of its pooled items instead):", "",
             md_table(["target", *(QUESTIONS[n].replace(" (primary)", "") for n in shown)], rows), ""]
 
 
