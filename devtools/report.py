@@ -27,7 +27,7 @@ from .study.stage_projectors import projectors
 from .study.stage_pt import prompt_tuning
 from .study.stage_zero_shot import zero_shot
 
-__all__ = ["STAGES", "Design", "Study", "StudyConfig", "render_markdown", "rerender", "run_study"]
+__all__ = ["STAGES", "Design", "Study", "StudyConfig", "render_markdown", "rerender", "restate", "run_study"]
 
 #: the CLI's stage names (`report --stages`) -> the stage functions, in order
 STAGES: dict[str, tuple[Callable[[Study], None], ...]] = {
@@ -95,8 +95,8 @@ def restate(data: dict, items_json: Path) -> bool:
     pvp = data.get("panda_vs_pot") or {}
     if not pvp.get("runs") or not items_json.is_file():
         return False
-    design = data["config"]["design"]
-    sources = {t: tuple(s) for t, s in design["sources"].items()}
-    negative = {t: s[1] for t, s in sources.items() if len(s) > 1}
-    pvp["stats"] = summarize(pvp["runs"], json.loads(items_json.read_text()), sources, negative)
+    saved = data["config"]["design"]
+    design = Design(sources={t: tuple(s) for t, s in saved["sources"].items()}, subset=saved["subset"],
+                    deep_subset=saved["deep_subset"])
+    pvp["stats"] = summarize(pvp["runs"], json.loads(items_json.read_text()), design.sources, design.negative)
     return True

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from devtools.report import Design, StudyConfig, render_markdown, rerender
+from devtools.report import Design, StudyConfig, render_markdown, rerender, restate
 from devtools.study.analysis import record_id, summarize
 from devtools.study.config import AA, MAJORITY, PANDA, POT, PT, RANDOM, UNTRAINED
 from devtools.study.context import SCHEMA
@@ -189,6 +189,19 @@ def test_the_committed_page_is_the_rendering_of_the_committed_results():
     if data.get("schema", 1) < SCHEMA:
         pytest.skip("docs/results/results.json predates the issue-11 study; `report` regenerates both")
     assert render_markdown(data) == (REPO_ROOT / "docs" / "results.md").read_text()
+
+
+def test_the_committed_statistics_follow_from_the_committed_items():
+    """`restate` (run by --render-only) recomputes the study's statistics from
+    the runs' per-item records: on the committed study it reproduces them exactly."""
+    folder = REPO_ROOT / "docs" / "results"
+    data = json.loads((folder / "results.json").read_text())
+    if data.get("schema", 1) < SCHEMA or not (folder / "items.json").is_file():
+        pytest.skip("no committed study with per-item records")
+    committed = data["panda_vs_pot"]["stats"]
+    data["panda_vs_pot"]["stats"] = None
+    assert restate(data, folder / "items.json")
+    assert json.loads(json.dumps(data["panda_vs_pot"]["stats"])) == committed
 
 
 def test_rerender_without_results_is_a_clear_error(tmp_path):
