@@ -32,3 +32,26 @@ def test_wilson_interval_of_a_rounded_accuracy():
     got = _with_ci(0.5, 100)
     assert got["acc"] == 0.5 and got["ci"][0] < 0.5 < got["ci"][1]
     assert abs((got["ci"][1] - got["ci"][0]) - 0.19) < 0.01  # about 2 x 1.96 x sqrt(0.25 / 100)
+
+
+def test_rows_from_the_saved_study_carry_every_baseline_with_its_interval():
+    """`pt-table --from-results`: the committed study's PT stage becomes the
+    table (one row per task, each accuracy with its interval, PT as saved)."""
+    import json
+
+    from devtools.pt_table import rows_from_results
+    from panda_core.paths import REPO_ROOT
+
+    results = json.loads((REPO_ROOT / "docs" / "results" / "results.json").read_text())
+    rows, config = rows_from_results(results)
+    assert config.steps == results["config"]["pt"]["steps"]
+    assert {r["task"] for r in rows} == {r["task"] for r in results["pt"]}
+    saved = {r["task"]: r for r in results["pt"]}
+    for row in rows:
+        assert row["test"]["acc"] == saved[row["task"]]["test_acc"]
+        for key in ("majority", "random", "untrained", "test"):
+            low, high = row[key]["ci"]
+            assert low <= row[key]["acc"] <= high
+    text = render({"minilm": rows}, config, source="docs/results/results.json")
+    assert "--from-results docs/results/results.json" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ") and "[" in line]) == len(rows)

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 from ..errors import PandaError
@@ -121,21 +123,32 @@ def _pt_table_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--steps", type=int, help="training steps on the non-default backbones")
     sp.add_argument("--eval-every", type=int, help="dev evaluation interval on the non-default backbones")
     sp.add_argument("--test-limit", type=int, help="test examples on the non-default backbones")
+    sp.add_argument("--from-results", metavar="RESULTS_JSON",
+                    help="minilm's rows from a saved study's PT stage (docs/results/results.json) instead of the store")
 
 
 @command("pt-table", "write the README's prompt-tuning table from stored runs", _pt_table_arguments)
 def cmd_pt_table(args: argparse.Namespace) -> Any:
-    from devtools.pt_table import pt_rows, render, update_readme
+    from devtools.pt_table import pt_rows, render, rows_from_results, update_readme
 
     from ..training import TrainConfig
 
     cfg = TrainConfig()
+    saved = None
+    if args.from_results:
+        path = Path(args.from_results)
+        if not path.is_file():
+            raise PandaError(f"--from-results: no file {path}")
+        saved, saved_cfg = rows_from_results(json.loads(path.read_text()))
+        if saved_cfg.to_dict() != cfg.to_dict():
+            raise PandaError(f"--from-results: {path} trained PT with other settings than train's defaults")
     # larger backbones may be tabled with a smaller budget; the table says which
     changed = {k: v for k, v in (("steps", args.steps), ("eval_every", args.eval_every),
                                  ("test_limit", args.test_limit)) if v is not None}
     other = TrainConfig.from_dict(cfg.to_dict() | changed)
     configs = {b: cfg if b == "minilm" else other for b in args.backbones}
-    rows = {b: pt_rows(b, configs[b], train_missing=args.train, log=log,
-                       tasks=args.tasks if b != "minilm" else None) for b in args.backbones}
-    update_readme(render(rows, cfg, configs))
+    rows = {b: saved if b == "minilm" and saved is not None else
+            pt_rows(b, configs[b], train_missing=args.train, log=log, tasks=args.tasks if b != "minilm" else None)
+            for b in args.backbones}
+    update_readme(render(rows, cfg, configs, source=args.from_results or ""))
     return rows
