@@ -52,7 +52,7 @@ def _sizing(d: dict) -> list[str]:
         if r.get("seconds") is not None:
             cost[r["arm"]].append(r["seconds"])
     if cost:
-        rows = [[arm_label(a), len(s), sum(s) / len(s), sum(s) / 60] for a, s in cost.items()]
+        rows = [[arm_label(a), len(s), f"{sum(s) / len(s):.1f}", f"{sum(s) / 60:.1f}"] for a, s in cost.items()]
         total = sum(sum(s) for s in cost.values())
         lines += ["What the study's runs cost here (training-loop seconds; runs reused from the store keep the "
                   "seconds of the run that made them):", "",

@@ -12,7 +12,7 @@ from .page_format import acc, diff, fmt, md_table, test_items
 def pt_section(d: dict) -> list[str]:
     rows = [[r["task"], r["family"], r["n_test"], acc(r["majority"]), acc(r["untrained"]), acc(r["random_prompt"]),
              r["dev_acc"], acc({"acc": r["test_acc"], "ci": r["test_acc_ci"]}), diff(r.get("pt_vs_random")),
-             diff(r.get("pt_vs_majority")), r["seconds"]] for r in d["pt"]]
+             diff(r.get("pt_vs_majority")), f"{r['seconds']:.0f}"] for r in d["pt"]]
     return ["## Prompt tuning per task", "",
             f"The source prompts, each on {test_items(d['config']['pt']['test_limit'])} of its task beside the "
             "majority class, the untrained prompt it started from and a random Gaussian prompt at the embedding "
