@@ -150,3 +150,39 @@ def test_the_pair_by_pair_peers_define_the_same_embedding_metrics():
     for name, f in EMBEDDING_FUNCS.items():
         naive = pairwise(4, lambda s, t, g=NAIVE_EMBEDDING[name]: g(P[s].double(), P[t].double()))
         assert torch.allclose(f(P), naive, atol=1e-9), name
+
+
+def test_a_resumed_run_keeps_the_finished_groups_and_runs_the_rest(tmp_path, monkeypatch):
+    """`bench --resume`: groups an interrupted run finished are not run again,
+    the others are; without --resume everything runs (no model here: each
+    case function is replaced by a counter)."""
+    from devtools.bench import run as bench_run
+
+    monkeypatch.setenv("PANDA_CACHE", str(tmp_path / "cache"))
+    calls: list[str] = []
+
+    def fake(name: str):
+        def make(*args, **kwargs):
+            calls.append(name)
+            case = Case(name=name, ours=1.0, peer=2.0, floor=None, unit="s", goal="report only")
+            return [case] if name in ("steps", "indicators", "sweeps") else case
+        return make
+
+    for attr in ("bench_steps", "bench_batched", "bench_indicators", "bench_sweeps"):
+        monkeypatch.setattr(bench_run, attr, fake(attr.removeprefix("bench_")))
+    monkeypatch.setattr(bench_run, "WAIT_CASES", {"eval_throughput": fake("eval_throughput"),
+                                                  "page_render": fake("page_render")})
+    first = bench_run.run_bench(quick=True, backbones=["minilm"], log=lambda m: None)
+    assert len(calls) == 6 and len(first["cases"]) == 6
+    progress = bench_run.progress_file(bench_run.BenchConfig.make(True, ["minilm"]))
+    saved = json.loads(progress.read_text())
+    del saved["groups"]["page_render on minilm"]  # as if killed during the last group
+    progress.write_text(json.dumps(saved))
+    calls.clear()
+    resumed = bench_run.run_bench(quick=True, backbones=["minilm"], log=lambda m: None, resume=True)
+    assert calls == ["page_render"]
+    assert [c["name"] for c in resumed["cases"]] == [c["name"] for c in first["cases"]]
+    assert "page_render on minilm" not in resumed["resumed"] and len(resumed["resumed"]) == 5
+    calls.clear()
+    bench_run.run_bench(quick=True, backbones=["minilm"], log=lambda m: None)
+    assert len(calls) == 6

@@ -106,7 +106,9 @@ def render_results(result: dict) -> str:
     lines = [DOC_START, "", "**Machine.** " + describe_machine(result["machine"]), "",
              f"Settings: {'quick' if s['quick'] else 'full'} run, backbones {', '.join(s['backbones'])}, "
              f"batch {s['batch_size']}, prompt length {s['prompt_length']}, {s['reps']} interleaved "
-             f"repetitions (median); the whole run took {result['seconds']:.0f} s.", "",
+             f"repetitions (median); the whole run took {result['seconds']:.0f} s"
+             + (f" (groups kept from an earlier, interrupted run of the same settings: "
+                f"{', '.join(result['resumed'])})." if result.get("resumed") else "."), "",
              render_table(result), "", "Against the goals:", ""]
     lines += [_against_goal(c) for c in result["cases"]]
     lines += ["", DOC_END]

@@ -4,9 +4,12 @@ JSON document (the table goes to the log)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -30,34 +33,65 @@ WAIT_CASES = {"eval_throughput": bench_eval_throughput, "pt_to_accuracy": bench_
               "page_render": bench_page_render, "int8_inference": bench_int8}
 
 
-def run_bench(quick: bool = False, backbones: list[str] | None = None, log: Log | None = None) -> dict:
-    """Run every case; returns {"machine", "settings", "cases", "seconds"}."""
+def progress_file(cfg: BenchConfig) -> Path:
+    """Where a full run keeps its finished case groups (the cache, never git):
+    one file per settings, so `--resume` only continues a run of the same settings."""
+    from panda_core.paths import cache_dir
+
+    name = "quick" if cfg.quick else "full"
+    return cache_dir() / "bench" / f"progress-{name}-{'-'.join(cfg.backbones)}.json"
+
+
+def run_bench(quick: bool = False, backbones: list[str] | None = None, log: Log | None = None,
+              resume: bool = False) -> dict:
+    """Run every case; returns {"machine", "settings", "cases", "seconds"}.
+
+    The cases run in groups (each interleaves its own arms, so every ratio
+    still comes from one group's run); each finished group is saved, and with
+    `resume` a group saved by an earlier run of the same settings is kept
+    instead of run again (a killed run of an hour loses one group, not all)."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     cfg = BenchConfig.make(quick, backbones)
-    t0 = time.perf_counter()
-    info = machine()
+    path = progress_file(cfg)
+    saved = json.loads(path.read_text()) if resume and path.is_file() else {}
+    if saved.get("settings") != json.loads(json.dumps(asdict(cfg))):
+        saved = {}
+    info = saved.get("machine") or machine()
+    groups: dict[str, dict] = dict(saved.get("groups", {}))
+    kept = sorted(groups)
     torch.manual_seed(cfg.seed)
-    cases: list[Case] = []
+
+    def group(name: str, make: Callable[[], list[Case]]) -> list[dict]:
+        if name in groups:
+            log(f"[bench] {name}: kept from the saved run ({path})")
+        else:
+            log(f"[bench] {name}")
+            g0 = time.perf_counter()
+            groups[name] = {"cases": [c.to_dict() for c in make()], "seconds": round(time.perf_counter() - g0, 1)}
+            for c in groups[name]["cases"]:
+                log(f"  {c['name']}: ours {c['ours']} {c['unit']}, peer {c['peer']}, floor {c['floor']}, "
+                    f"met {c['meets_goal']}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"settings": asdict(cfg), "machine": info, "groups": groups}, default=str))
+        return groups[name]["cases"]
+
+    cases: list[dict] = []
     for bb in cfg.backbones:
-        log(f"[bench] pt_step / panda_step on {bb}")
-        cases += bench_steps(bb, cfg, log)
+        cases += group(f"pt_step / panda_step on {bb}", lambda bb=bb: bench_steps(bb, cfg, log))
     lead = cfg.backbones[0] if "minilm" not in cfg.backbones else "minilm"
-    log(f"[bench] batched_prompts on {lead}")
-    cases.append(bench_batched(lead, cfg, log))
-    log(f"[bench] indicators on {lead}")
-    cases += bench_indicators(lead, cfg, log)
-    log(f"[bench] sweeps on {lead}")
-    speedup = next((c.detail.get("thread_speedup") for c in cases if c.name == f"pt_step:{lead}"), None)
-    cases += bench_sweeps(lead, cfg, log, speedup)
+    cases += group(f"batched_prompts on {lead}", lambda: [bench_batched(lead, cfg, log)])
+    cases += group(f"indicators on {lead}", lambda: bench_indicators(lead, cfg, log))
+    speedup = next((c["detail"].get("thread_speedup") for c in cases if c["name"] == f"pt_step:{lead}"), None)
+    cases += group(f"sweeps on {lead}", lambda: bench_sweeps(lead, cfg, log, speedup))
     # libraries print (transformers' Trainer logs its evaluations): keep stdout for the JSON document
     with contextlib.redirect_stdout(sys.stderr):
         for name, bench in WAIT_CASES.items():
             if cfg.quick and name in QUICK_SKIPPED:
                 continue
-            log(f"[bench] {name} on {lead}")
-            cases.append(bench(lead, cfg, log))
+            cases += group(f"{name} on {lead}", lambda bench=bench: [bench(lead, cfg, log)])
     info["load_average_end"] = load_average()
-    out = {"machine": info, "settings": asdict(cfg), "cases": [c.to_dict() for c in cases],
-           "seconds": round(time.perf_counter() - t0, 1)}
+    out = {"machine": info, "settings": asdict(cfg), "cases": cases,
+           "seconds": round(sum(g["seconds"] for g in groups.values()), 1),
+           "resumed": kept}
     log(render_table(out))
     return out

@@ -103,6 +103,8 @@ def _bench_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--quick", action="store_true", help="minilm only, small sizes, few repetitions (CI)")
     sp.add_argument("--backbones", nargs="*", help="backbones of the step cases (default: minilm mpnet)")
     sp.add_argument("--write-docs", action="store_true", help="render docs/performance.md from this run")
+    sp.add_argument("--resume", action="store_true",
+                    help="keep the case groups an interrupted run of the same settings finished (cache/bench)")
 
 
 @command("bench", "the performance harness: ours against PEFT, the hardware floor and naive loops",
@@ -110,7 +112,7 @@ def _bench_arguments(sp: argparse.ArgumentParser) -> None:
 def cmd_bench(args: argparse.Namespace) -> Any:
     from devtools.bench import run_bench, write_docs
 
-    out = run_bench(quick=args.quick, backbones=args.backbones or None, log=log)
+    out = run_bench(quick=args.quick, backbones=args.backbones or None, log=log, resume=args.resume)
     if args.write_docs:
         log(f"wrote {write_docs(out)}")
     return out
