@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from panda_core.atomic import write_text
+
 from .docs import render_table
 from .floors import bench_eval_throughput, bench_int8, bench_zero_shot_matrix
 from .harness import BenchConfig, Case, Log, load_average, machine
@@ -71,8 +73,8 @@ def run_bench(quick: bool = False, backbones: list[str] | None = None, log: Log 
             for c in groups[name]["cases"]:
                 log(f"  {c['name']}: ours {c['ours']} {c['unit']}, peer {c['peer']}, floor {c['floor']}, "
                     f"met {c['meets_goal']}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"settings": asdict(cfg), "machine": info, "groups": groups}, default=str))
+            path.parent.mkdir(parents=True, exist_ok=True)  # atomic: a kill mid-write leaves the previous file
+            write_text(path, json.dumps({"settings": asdict(cfg), "machine": info, "groups": groups}, default=str))
         return groups[name]["cases"]
 
     cases: list[dict] = []

@@ -141,7 +141,15 @@ def cmd_pt_table(args: argparse.Namespace) -> Any:
         path = Path(args.from_results)
         if not path.is_file():
             raise PandaError(f"--from-results: no file {path}")
-        saved, saved_cfg = rows_from_results(json.loads(path.read_text()))
+        try:
+            results = json.loads(path.read_text())
+            saved, saved_cfg = rows_from_results(results)
+            saved_backbone = results["config"]["backbone"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise PandaError(f"--from-results: {path} is not a saved study's results.json ({e!r})") from None
+        if saved_backbone != "minilm":
+            raise PandaError(f"--from-results: {path} is a study on {saved_backbone}; the table's default "
+                             "budget is minilm's")
         if saved_cfg.to_dict() != cfg.to_dict():
             raise PandaError(f"--from-results: {path} trained PT with other settings than train's defaults")
     # larger backbones may be tabled with a smaller budget; the table says which
