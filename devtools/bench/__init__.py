@@ -19,7 +19,7 @@ order) and the median reported:
 | sweep_local        | 4x4 sweep, local, 2 workers       | the same, 1 worker            | - |
 | sweep_ray          | 4x4 sweep, Ray, 2 workers         | local, 1 worker               | - |
 | eval_throughput    | 1 prompt zero-shot on every offline test split, length-sorted (real tokens/s) | the old batches of 64 in split order | splice + bare forward of the same sorted batches |
-| pt_to_accuracy     | seconds of MR prompt tuning to dev accuracy 0.70 (length-grouped batches) | PEFT PromptTuningConfig + transformers.Trainer | - |
+| pt_to_accuracy     | seconds of MR prompt tuning to dev accuracy 0.70 (default random batches) | PEFT PromptTuningConfig + transformers.Trainer | - |
 | zero_shot_matrix   | K x K zero-shot matrix at 200 test items, sorted; same predictions required | the old batches of 64 | as eval_throughput |
 | click_to_result    | PANDA at the Transfer page's defaults, call to result, by phase | - | - |
 | page_render        | Similarity (every indicator), Clusters (UMAP), Transfer: render with caches warm | - | - |

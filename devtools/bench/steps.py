@@ -155,7 +155,7 @@ def trainer_curve(bb, task: str, tc, init: torch.Tensor, threshold: float) -> li
 TRAINER_DIFFERENCES = [
     "schedule: Trainer's default linear decay with no warm-up; ours warms up over 6% of the steps, then decays",
     "weight decay: Trainer's default 0.0; ours 1e-5",
-    "batch order: Trainer's RandomSampler; ours length-grouped batches (TrainConfig.batching='length')",
+    "batch order: both random (Trainer's RandomSampler; ours TrainConfig's default batching='random', its own seeded draw)",
     "dev evaluation: Trainer's default eval batch of 8 in split order; ours correct_items' length-sorted batches, "
     "and ours also evaluates at step 0 (counted in its seconds)",
     "layout: PEFT puts the virtual tokens before [CLS]; ours splices the prompt after it",

@@ -1,7 +1,8 @@
 """What a user waits for, end to end, rather than one step or one pass:
 
 - `pt_to_accuracy`: wall seconds of MR prompt tuning until the dev accuracy
-  first reaches a threshold, ours (`training.train`, length-grouped batches)
+  first reaches a threshold, ours (`training.train` with its default
+  random batches)
   against the way a user would otherwise do it: PEFT's PromptTuningConfig
   trained by `transformers.Trainer`;
 - `click_to_result`: a PANDA transfer at the Transfer page's default
@@ -127,7 +128,7 @@ def bench_pt_to_accuracy(bb_name: str, cfg: BenchConfig, log: Log) -> Case:
         bb = get_backbone(bb_name)
         task, thr = cfg.task, cfg.acc_threshold
         tc = TrainConfig(steps=cfg.acc_steps, batch_size=cfg.batch_size, eval_every=cfg.acc_eval_every,
-                         dev_limit=cfg.acc_dev_limit, patience=None, batching="length",
+                         dev_limit=cfg.acc_dev_limit, patience=None,
                          prompt_length=cfg.prompt_length, max_length=cfg.max_length, seed=cfg.seed)
         # the prompt train() itself would start from, given to both runs
         init = init_prompt(bb.embeddings(), cfg.prompt_length, "vocab", seed=task_seed(task, cfg.seed))
@@ -142,7 +143,7 @@ def bench_pt_to_accuracy(bb_name: str, cfg: BenchConfig, log: Log) -> Case:
     peer = median([r["seconds"] for r in runs["peer"]]) if runs["peer"] else None
     case = Case("pt_to_accuracy", ours, peer, None, "s",
                 f"ours >= 1.3x faster than PEFT + transformers.Trainer to dev accuracy {thr}", backbone=bb_name,
-                ours_is="training.train, length-grouped batches", peer_is="PEFT PromptTuningConfig + transformers.Trainer",
+                ours_is="training.train, default (random) batches", peer_is="PEFT PromptTuningConfig + transformers.Trainer",
                 rss_mb=mem.mb)
     o, p = runs["ours"][-1], (runs["peer"] or [None])[-1]
     if p is not None:
