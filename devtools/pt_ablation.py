@@ -86,7 +86,10 @@ def merge(rows: list[dict], path: Path = ROWS_FILE) -> list[dict]:
     variant, seed and budget replaces the saved one), written back."""
     saved = json.loads(path.read_text())["rows"] if path.is_file() else []
     by_key = {_key(r): r for r in saved} | {_key(r): r for r in rows}
-    merged = sorted(by_key.values(), key=lambda r: (r["task"], r["backbone"], r["steps"], r["seed"], r["variant"]))
+    order = list(VARIANTS)  # the reference variant ("current") first, as the table's differences read
+    merged = sorted(by_key.values(), key=lambda r: (r["task"], r["backbone"], r["steps"], r["seed"],
+                                                    order.index(r["variant"]) if r["variant"] in order else len(order),
+                                                    r["variant"]))
     atomic.write_text(path, json.dumps({"command": "python -m devtools.pt_ablation --write-docs", "rows": merged},
                                        indent=1) + "\n")
     return merged

@@ -91,7 +91,7 @@ def render(data: dict) -> str:
              "| task | majority | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for t in tasks:
         m = data["majority"][t]
-        row = [t, f"{m['acc']:.3f}"]
+        row = [t, f"{m['acc']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"]
         for r in columns:
             cell = runs.get(f"{r}|{t}")
             row.append("" if cell is None else f"{cell['acc']:.3f} [{cell['ci'][0]:.3f}, {cell['ci'][1]:.3f}]")

@@ -29,6 +29,14 @@ def test_rows_merge_by_their_key_and_a_rerun_replaces_its_row(tmp_path):
     assert [r["test_acc"] for r in rows if r["seed"] == 0 and r["variant"] == "current"] == [0.62]
 
 
+def test_the_reference_variant_comes_first_within_a_seed(tmp_path):
+    """The differences are against "current", so its row leads its seed's rows
+    (the declared variant order, not the alphabet)."""
+    rows = merge([_row("run seed", 0, 0.86, 0.25), _row("before issue 11", 0, 0.9, 0.28), _row("current", 0, 0.61),
+                  _row("no segments", 0, 0.63, 0.02)], tmp_path / "rows.json")
+    assert [r["variant"] for r in rows] == ["current", "no segments", "run seed", "before issue 11"]
+
+
 def test_the_page_shows_intervals_and_paired_differences():
     text = render([_row("current", 0, 0.61), _row("run seed", 0, 0.86, 0.25)])
     lines = [line for line in text.splitlines() if line.startswith("| epistemic")]

@@ -55,3 +55,29 @@ def test_rows_from_the_saved_study_carry_every_baseline_with_its_interval():
     text = render({"minilm": rows}, config, source="docs/results/results.json")
     assert "--from-results docs/results/results.json" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and "[" in line]) == len(rows)
+
+
+def test_from_results_refuses_what_is_not_a_saved_minilm_study_in_one_line(tmp_path, capsys):
+    """A missing file, a file that is not JSON, JSON that is not a study and a
+    study on another backbone: each exits 2 with one `error:` line, and the
+    README is left as it was (nothing is written before the refusal)."""
+    import json
+
+    from panda_core.cli import main
+    from panda_core.paths import REPO_ROOT
+
+    readme = REPO_ROOT / "README.md"
+    before = readme.read_bytes()
+    study = json.loads((REPO_ROOT / "docs" / "results" / "results.json").read_text())
+    other = dict(study, config=dict(study["config"], backbone="mpnet"))
+    files = {"missing": tmp_path / "nothing.json", "not json": tmp_path / "junk.json",
+             "not a study": tmp_path / "list.json", "other backbone": tmp_path / "mpnet.json"}
+    files["not json"].write_text("{ this is not json")
+    files["not a study"].write_text(json.dumps([1, 2, 3]))
+    files["other backbone"].write_text(json.dumps(other))
+    for case, path in files.items():
+        assert main(["pt-table", "--from-results", str(path)]) == 2, case
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --from-results:"), (case, err)
+    assert "mpnet" in err[0]
+    assert readme.read_bytes() == before
