@@ -44,13 +44,15 @@ def describe_machine(m: dict) -> str:
     v = m["versions"]
     load = m.get("load_average") or [None]
     end = m.get("load_average_end") or [None]
-    quiet = load[0] is not None and max(load[0], end[0] or 0) < 0.5 * (m.get("usable_cores") or 1) + 0.5
+    # the end figure includes the bench's own threads, so only the start says whether others were computing
+    quiet = load[0] is not None and load[0] < 0.5 * (m.get("usable_cores") or 1) + 0.5
     return (f"{m['cpu']}, {m['usable_cores']} usable cores ({m['torch_threads']} torch threads), "
             f"{m['memory_gb']} GB RAM, {m['os']}, device {m['device']}"
             f"{' (' + m['gpu'] + ')' if m.get('gpu') else ''}; Python {v['python']}, torch {v['torch']}, "
             f"transformers {v['transformers']}, peft {v.get('peft')}, ray {v.get('ray')}. "
             f"Load average (1 min) {load[0]:.2f} at the start and {end[0] if end[0] is not None else float('nan'):.2f} "
-            f"at the end: the machine was {'quiet' if quiet else 'busy (other work ran at the same time)'}. "
+            f"at the end (the bench's own {m['torch_threads']} threads included): the machine was "
+            f"{'quiet' if quiet else 'busy (other work ran when the bench started)'} at the start. "
             f"Run on {m['date']}.")
 
 
