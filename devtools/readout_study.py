@@ -80,6 +80,10 @@ def cells(readouts: list[str], tasks: list[str], mt_tasks: list[str]) -> list[tu
             + [(r, t) for t in tasks if t not in NLI for r in readouts])
 
 
+def _with_interval(cell: dict) -> str:
+    return f"{cell['acc']:.3f} [{cell['ci'][0]:.3f}, {cell['ci'][1]:.3f}]"
+
+
 def render(data: dict) -> str:
     """The markdown table: one row per task, one column per readout, then model tuning."""
     runs, tasks = data["runs"], data["tasks"]
@@ -91,10 +95,10 @@ def render(data: dict) -> str:
              "| task | majority | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for t in tasks:
         m = data["majority"][t]
-        row = [t, f"{m['acc']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"]
+        row = [t, _with_interval(m)]
         for r in columns:
             cell = runs.get(f"{r}|{t}")
-            row.append("" if cell is None else f"{cell['acc']:.3f} [{cell['ci'][0]:.3f}, {cell['ci'][1]:.3f}]")
+            row.append("" if cell is None else _with_interval(cell))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -73,6 +73,15 @@ def _against_goal(c: dict) -> str:
     return f"- `{c['name']}`: {_fmt(c['ours'], c['unit'])}{vs}{extra} - goal {c['goal']}: **{met}**."
 
 
+def _floor_bound(c: dict) -> str:
+    """How much faster than the old batches the floor itself is: the most that
+    removing padding can give an evaluation case (peer and floor in seconds)."""
+    peer, floor = c.get("peer"), c.get("floor")
+    if not (peer and floor) or c.get("unit") != "s":
+        return ""
+    return f"; the floor itself is {peer / floor:.2f}x the old batches"
+
+
 def _waits_extra(c: dict) -> str:
     """What explains the number of an evaluation or waiting case (floors.py, waits.py)."""
     d = c.get("detail") or {}
@@ -83,17 +92,19 @@ def _waits_extra(c: dict) -> str:
         return (f", {_fmt(c['ratio_vs_floor'])} of the forward floor; real/computed tokens "
                 f"{d.get('real_fraction_sorted')} sorted vs {d.get('real_fraction_unsorted')} in batches of 64, "
                 f"training {t.get('length')} length-grouped vs {t.get('random')} random; "
-                f"same predictions: {d.get('same_predictions')}")
+                f"same predictions: {d.get('same_predictions')}; {d.get('reps')} repetition(s) of "
+                f"{(d.get('seconds') or {}).get('ours')} s{_floor_bound(c)}")
     if c["name"] == "zero_shot_matrix":
         return (f", {_fmt(c['ratio_vs_floor'])} of the forward floor; {len(d.get('tasks', []))} tasks at "
-                f"{d.get('limit')} test items; same predictions: {d.get('same_predictions')}")
+                f"{d.get('limit')} test items; same predictions: {d.get('same_predictions')}{_floor_bound(c)}")
     if c["name"] == "pt_to_accuracy":
         o, p = d.get("ours") or {}, d.get("peer") or {}
         return (f"; ours dev {o.get('dev_acc')} at step {o.get('step')}, the peer dev {p.get('dev_acc')} at step "
                 f"{p.get('step')} (threshold {d.get('threshold')}, reached: {o.get('reached')} / {p.get('reached')})")
     if c["name"] == "click_to_result":
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in (d.get("phases") or {}).items())
-        return f" ({phases})"
+        prefill = f"; the teacher prefill is {d['teacher_prefill']:.1f} s of training" if "teacher_prefill" in d else ""
+        return f" ({phases}{prefill})"
     if c["name"] == "page_render":
         cold, warm = d.get("cold_seconds") or {}, d.get("warm_seconds") or {}
         return " (" + ", ".join(f"{k} {cold.get(k)} s cold, {warm.get(k)} s warm" for k in warm) + ")"
