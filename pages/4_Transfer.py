@@ -234,6 +234,7 @@ def ranking(bb: str, length: int) -> None:
     with st.spinner("Computing indicators…"):
         rk = ui.call(retrieval.rank_sources, bb, target, indicators, length, tasks=have, table=table,
                      prompt_type=ui.active_prompt_type())
+    bundled_zero_shot = bundle_view.fill_zero_shot(rk, tables, bb, ui.active_prompt_type())
     df = pd.DataFrame(index=pd.Index(rk.sources, name="source"))
     df["family"] = [ui.task_family(s) for s in rk.sources]
     for m in indicators:
@@ -244,6 +245,9 @@ def ranking(bb: str, length: int) -> None:
     prompts, values = bundle_view.table_origins(tables)
     st.caption(bundle_view.origin_caption(prompts))
     bundle_view.values_note(values, "tr_rank", "Indicator scores")
+    if bundled_zero_shot:
+        st.caption(f"Zero-shot transfer: {bundled_zero_shot} of {len(rk.sources)} values bundled with the tool (the "
+                   "zoo prompts on the first test items of each task); zero-shot runs you measure here replace them.")
     st.caption("Measured values carry their 95% interval (a paired bootstrap over the test items the run shares "
                "with its reference); ≈ marks a value whose interval covers no change (0, or 1 for a ratio).")
     lines = []

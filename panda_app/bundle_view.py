@@ -109,3 +109,22 @@ def table_origins(tables: Sequence[dict]) -> tuple[list[str], list[str]]:
         prompts |= dict(zip(t.get("prompt_ids", []), t.get("prompt_origins") or [store.USER] * len(t["prompt_ids"]),
                             strict=False))
     return list(prompts.values()), [t.get("origin", bundle.COMPUTED) for t in tables]
+
+
+def fill_zero_shot(rk: Any, tables: Sequence[dict], bb: str, prompt_type: str) -> int:
+    """Fill the source ranking's zero-shot column from the study bundle where no run
+    of the user's measured it and every prompt ranked is a bundled zoo prompt; the
+    number of values filled (the page says they are bundled)."""
+    if not use_bundle() or not tables or "zero-shot" not in rk.measured:
+        return 0
+    ids = dict(zip(tables[0]["tasks"], tables[0].get("prompt_ids", []), strict=False))
+    if rk.target not in ids or any(s not in ids for s in rk.sources):
+        return 0
+    column = bundle.zero_shot_column(bb, [ids[s] for s in rk.sources], ids[rk.target], prompt_type)
+    filled = 0
+    for s in rk.sources:
+        got = (column or {}).get(ids[s])
+        if got is not None and rk.measured["zero-shot"].get(s) is None:
+            rk.measured["zero-shot"][s], rk.measured_ci["zero-shot"][s] = got
+            filled += 1
+    return filled

@@ -83,6 +83,7 @@ def test_first_visit_shows_bundled_content(server, fresh_cache, path, name, capt
         assert "zoo prompts" in body  # the page says which prompts it shows
         if path == "Transfer":
             assert page.locator("[data-testid='stDataFrame']").count() >= 1  # the source ranking
+            assert "values bundled with the tool" in body and "(measured: zero-shot" in body  # its measured column
         if path == "Metric_validation":
             assert page.get_by_text("Spearman", exact=False).count() >= 1
             assert page.locator("[data-testid='stTable']").count() >= 1

@@ -98,3 +98,27 @@ def test_similarity_reports_which_prompts_are_the_zoos(private_cache, capsys):
     assert main(["similarity", "--metric", "c_avg", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["prompt_origins"] == table["prompt_origins"]
     assert effective_options("on", {"layers": (1, 3)}) == {"layers": [1, 3], "inputs": "target", "n_inputs": 32}
+
+
+def test_zero_shot_column_gives_each_source_its_relative_transfer_and_paired_interval(zoo):
+    from panda_core.ops import bundle
+    from panda_core.stats import encode_items
+    from panda_core.stats.paired import paired_ratio_ci
+
+    data = _bundle(zoo, ["z.a", "z.b", "z.c"], ["mr", "yelp_uci", "bbc"], ["sentiment", "sentiment", "topic"])
+    rng = np.random.default_rng(1)
+    correct = rng.random((3, 3, 60)) < np.array([[0.8, 0.6, 0.3], [0.7, 0.9, 0.4], [0.5, 0.5, 0.9]])[..., None]
+    acc = correct.mean(axis=2)
+    data["zero_shot"] = {"measure": "zero-shot", "acc": acc.tolist(),
+                         "relative": (acc / np.diag(acc)[None, :]).tolist(),
+                         "items": [[encode_items(correct[i, j]) for j in range(3)] for i in range(3)]}
+    got = bundle.zero_shot_column("minilm", ["z.a", "z.c"], "z.b", bundle=data)
+    assert set(got) == {"z.a", "z.c"}
+    value, ci = got["z.c"]
+    assert value == round(acc[2, 1] / acc[1, 1], 4)
+    assert ci == tuple(round(x, 4) for x in paired_ratio_ci(correct[2, 1], correct[1, 1]))
+    assert ci[0] <= value <= ci[1]
+    assert bundle.zero_shot_column("minilm", ["z.a", "mine"], "z.b", bundle=data) is None  # not all bundled
+    assert bundle.zero_shot_column("mpnet", ["z.a"], "z.b", bundle=data) is None
+    del data["zero_shot"]["items"]
+    assert bundle.zero_shot_column("minilm", ["z.a"], "z.b", bundle=data) == {"z.a": (round(acc[0, 1] / acc[1, 1], 4), None)}

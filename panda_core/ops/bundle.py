@@ -186,3 +186,39 @@ def validation_table(backbone: str, prompt_ids: list[str], metrics: list[str] | 
                 "bundle": describe(b)}
     except (KeyError, IndexError, TypeError, ValueError):
         return None
+
+
+def zero_shot_column(backbone: str, prompt_ids: list[str], target_id: str, prompt_type: str = "input",
+                     bundle: dict[str, Any] | None = None) -> dict[str, tuple[float, tuple[float, float] | None]] | None:
+    """The bundled zero-shot transfer into one target, for the Transfer page's source
+    ranking: {source prompt id: (accuracy relative to the target's own prompt, its 95%
+    paired-bootstrap interval over the bundled test items)}, the same measure and
+    interval a zero-shot run gives (`validation.pair_interval`). None unless every
+    prompt is one the bundle was computed from."""
+    import numpy as np
+
+    from ..stats.items import common_prefix, decode_items
+    from ..stats.paired import paired_ratio_ci
+
+    b = bundle if bundle is not None else load()
+    try:
+        ids = list(dict.fromkeys([*prompt_ids, target_id]))
+        idx = _index(b, backbone, prompt_type, ids) if b and "zero_shot" in b else None
+        if idx is None:
+            return None
+        zs, t = b["zero_shot"], idx[ids.index(target_id)]
+        items = zs.get("items")
+        out: dict[str, tuple[float, tuple[float, float] | None]] = {}
+        for pid, s in zip(ids, idx, strict=True):
+            value = zs["relative"][s][t]
+            if pid == target_id or value is None:
+                continue
+            ci = None
+            if items and items[s][t] and items[t][t]:
+                a, ref = common_prefix(decode_items(items[s][t]), decode_items(items[t][t]))
+                low, high = paired_ratio_ci(a, ref) if a.size else (np.nan, np.nan)
+                ci = (round(float(low), 4), round(float(high), 4)) if np.isfinite(low) and np.isfinite(high) else None
+            out[pid] = (round(float(value), 4), ci)
+        return out
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
