@@ -546,6 +546,9 @@ def test_dead_job_is_reaped_and_retried(private_cache):
 
 # ------------------------------------------------------------------ fault injection
 TINY = {"steps": 6, "eval_every": 3, "prompt_length": 4, "dev_limit": 40, "test_limit": 40, "batch_size": 8}
+#: the killed training job's and sweep's length: long enough that a kill lands mid-work on 2 cores (6 steps
+#: finished before the kill once training got faster, and the phases then tested nothing)
+LONG_ENOUGH_TO_KILL = {"steps": 200}
 
 
 def _rounds(default: int) -> int:
@@ -629,7 +632,7 @@ def test_fault_injection_kill_9_during_saving_training_and_sweeps(private_cache,
 
     # 2. a background training job killed at random moments, then retried until it completes
     _user_tasks_for_training(tmp_path)
-    params = {"task": "fi_tgt", "backbone": "minilm", "config": TINY}
+    params = {"task": "fi_tgt", "backbone": "minilm", "config": TINY | LONG_ENOUGH_TO_KILL}
     run_id = jobs.submit("train", params)
     for i in range(_rounds(3)):
         deadline = time.time() + 180
@@ -639,7 +642,7 @@ def test_fault_injection_kill_9_during_saving_training_and_sweeps(private_cache,
             while (store.get_run(run_id)["status"] == "running" and not store.curve(run_id)
                    and time.time() < deadline):
                 time.sleep(0.1)
-            time.sleep(rng.uniform(0.0, 3.0))
+            time.sleep(rng.uniform(0.0, 1.0))
         else:  # or while it starts up (loading the backbone)
             time.sleep(rng.uniform(0.0, 5.0))
         run = store.get_run(run_id)
@@ -667,7 +670,8 @@ def test_fault_injection_kill_9_during_saving_training_and_sweeps(private_cache,
 
     # 3. a CLI sweep killed at random moments, then rerun: it resumes and completes
     sweep = [sys.executable, "-m", "panda_core", "sweep", "--sources", "fi_src", "--targets", "fi_tgt",
-             "--methods", "zero-shot", "pot", "pt", "--steps", "4", "--eval-every", "2", "--prompt-len", "4",
+             "--methods", "zero-shot", "pot", "pt", "--steps", str(LONG_ENOUGH_TO_KILL["steps"]), "--eval-every", "20",
+             "--prompt-len", "4",
              "--json"]
     for i in range(_rounds(2)):
         started = time.time()
@@ -676,7 +680,7 @@ def test_fault_injection_kill_9_during_saving_training_and_sweeps(private_cache,
         while proc.poll() is None and time.time() < deadline and not any(
                 r["created"] >= started for r in store.list_runs(kind="transfer", limit=50)):
             time.sleep(0.1)  # wait until the sweep is at work (backbone loaded, a transfer started)
-        time.sleep(rng.uniform(0.0, 6.0))
+        time.sleep(rng.uniform(0.0, 3.0))
         if _kill(proc):
             stats["kills"] += 1
             stats["kills_sweep"] += 1
@@ -691,6 +695,9 @@ def test_fault_injection_kill_9_during_saving_training_and_sweeps(private_cache,
     keys = [r["key"] for r in store.list_runs(kind="transfer", status="done", limit=100000)]
     assert len(keys) == len(set(keys)) == 3  # resumed: every piece of work done exactly once
     assert reused == len(done_before)
+
+    # every phase was really interrupted: a job that ends before its kill tests nothing
+    assert stats["kills_training"] >= 1 and stats["kills_sweep"] >= 1, stats
 
     # everything acknowledged is still there, and the cache is clean
     _check_after_kill(acked, "final")
