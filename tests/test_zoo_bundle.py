@@ -118,6 +118,7 @@ def test_zero_shot_column_gives_each_source_its_relative_transfer_and_paired_int
     assert value == round(acc[2, 1] / acc[1, 1], 4)
     assert ci == tuple(round(x, 4) for x in paired_ratio_ci(correct[2, 1], correct[1, 1]))
     assert ci[0] <= value <= ci[1]
+    assert bundle.zero_shot_column("minilm", ["z.a", "z.c"], "z.b", bundle=data) is got  # cached, no new bootstrap
     assert bundle.zero_shot_column("minilm", ["z.a", "mine"], "z.b", bundle=data) is None  # not all bundled
     assert bundle.zero_shot_column("mpnet", ["z.a"], "z.b", bundle=data) is None
     del data["zero_shot"]["items"]

@@ -30,6 +30,7 @@ COMPUTED = "computed"  # the origin of a value computed here
 
 _LOCK = threading.Lock()
 _CACHE: dict[str, tuple[tuple[int, int], dict | None]] = {}
+_COLUMNS: dict[tuple, tuple[dict | None, dict | None]] = {}  # zero_shot_column's results
 
 
 def bundle_path() -> Path:
@@ -194,13 +195,30 @@ def zero_shot_column(backbone: str, prompt_ids: list[str], target_id: str, promp
     ranking: {source prompt id: (accuracy relative to the target's own prompt, its 95%
     paired-bootstrap interval over the bundled test items)}, the same measure and
     interval a zero-shot run gives (`validation.pair_interval`). None unless every
-    prompt is one the bundle was computed from."""
+    prompt is one the bundle was computed from. Cached per bundle version: the
+    Transfer page asks on every rerun, and each column is a dozen bootstraps."""
+    b = bundle if bundle is not None else load()
+    key = (id(b), backbone, tuple(prompt_ids), target_id, prompt_type)
+    with _LOCK:
+        hit = _COLUMNS.get(key)
+    if hit is not None and hit[0] is b:  # the cached column holds `b`, so its id is not reused
+        return hit[1]
+    column = _zero_shot_column(b, backbone, prompt_ids, target_id, prompt_type)
+    with _LOCK:
+        if len(_COLUMNS) > 256:
+            _COLUMNS.clear()
+        _COLUMNS[key] = (b, column)
+    return column
+
+
+def _zero_shot_column(b: dict[str, Any] | None, backbone: str, prompt_ids: list[str], target_id: str,
+                      prompt_type: str) -> dict[str, tuple[float, tuple[float, float] | None]] | None:
+    """`zero_shot_column` without its cache (each call runs the bootstraps)."""
     import numpy as np
 
     from ..stats.items import common_prefix, decode_items
     from ..stats.paired import paired_ratio_ci
 
-    b = bundle if bundle is not None else load()
     try:
         ids = list(dict.fromkeys([*prompt_ids, target_id]))
         idx = _index(b, backbone, prompt_type, ids) if b and "zero_shot" in b else None
