@@ -29,8 +29,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from scipy.stats import binomtest
-
 from panda_core.paths import REPO_ROOT
 
 from .markdown_block import write_block
@@ -42,8 +40,11 @@ RESULTS = REPO_ROOT / "docs" / "readouts"
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
-    ci = binomtest(k, n).proportion_ci(method="wilson")
-    return round(ci.low, 4), round(ci.high, 4)
+    """The Wilson 95% interval, rounded for the saved results."""
+    from panda_core.stats.intervals import wilson_interval
+
+    low, high = wilson_interval(k, n)
+    return round(low, 4), round(high, 4)
 
 
 def majority(task: str) -> dict:
