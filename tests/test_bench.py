@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from devtools.bench import CASE_NAMES, QUICK_SKIPPED, Case, PeakRSS, interleaved, render_results, write_docs
+from devtools.bench.docs import describe_machine
 from panda_core.paths import REPO_ROOT
 
 FIELDS = {"name", "ours", "peer", "floor", "ratio_vs_peer", "ratio_vs_floor", "unit", "goal", "meets_goal", "rss_mb"}
@@ -183,6 +184,12 @@ def test_a_resumed_run_keeps_the_finished_groups_and_runs_the_rest(tmp_path, mon
     assert calls == ["page_render"]
     assert [c["name"] for c in resumed["cases"]] == [c["name"] for c in first["cases"]]
     assert "page_render on minilm" not in resumed["resumed"] and len(resumed["resumed"]) == 5
+    sessions = resumed["machine"]["sessions"]  # the resumed session's machine facts are kept too
+    assert len(sessions) == 1 and set(sessions[0]) == set(bench_run.SESSION_FACTS)
+    saved = json.loads(progress.read_text())["groups"]
+    assert saved["page_render on minilm"]["session"] == 1 and saved["indicators on minilm"]["session"] == 0
+    assert "Resumed on " in describe_machine(resumed["machine"])
+    assert "Resumed on " not in describe_machine(first["machine"])
     calls.clear()
     bench_run.run_bench(quick=True, backbones=["minilm"], log=lambda m: None)
     assert len(calls) == 6

@@ -53,7 +53,18 @@ def describe_machine(m: dict) -> str:
             f"Load average (1 min) {load[0]:.2f} at the start and {end[0] if end[0] is not None else float('nan'):.2f} "
             f"at the end (the bench's own {m['torch_threads']} threads included): the machine was "
             f"{'quiet' if quiet else 'busy (other work ran when the bench started)'} at the start. "
-            f"Run on {m['date']}.")
+            f"Run on {m['date']}." + _resumed_sessions(m))
+
+
+def _resumed_sessions(m: dict) -> str:
+    """A resumed run's later sessions: each one's date, hardware and starting load
+    (each group's ratios come from one session; the groups say which)."""
+    sessions = m.get("sessions") or []
+    if not sessions:
+        return ""
+    parts = [f"{s['date']} ({s['cpu']}, {s['usable_cores']} usable cores, load "
+             f"{(s.get('load_average') or [float('nan')])[0]:.2f})" for s in sessions]
+    return f" Resumed on {'; '.join(parts)}: each group's ratios come from one session."
 
 
 def _against_goal(c: dict) -> str:

@@ -44,6 +44,9 @@ def progress_file(cfg: BenchConfig) -> Path:
     return cache_dir() / "bench" / f"progress-{name}-{'-'.join(cfg.backbones)}.json"
 
 
+SESSION_FACTS = ("date", "cpu", "usable_cores", "torch_threads", "load_average")  # kept for each resumed session
+
+
 def run_bench(quick: bool = False, backbones: list[str] | None = None, log: Log | None = None,
               resume: bool = False) -> dict:
     """Run every case; returns {"machine", "settings", "cases", "seconds"}.
@@ -59,6 +62,10 @@ def run_bench(quick: bool = False, backbones: list[str] | None = None, log: Log 
     if saved.get("settings") != json.loads(json.dumps(asdict(cfg))):
         saved = {}
     info = saved.get("machine") or machine()
+    if saved.get("machine"):  # a resumed run: the groups run now are measured on this session's machine
+        now = machine()
+        info.setdefault("sessions", []).append({k: now[k] for k in SESSION_FACTS})
+    session = len(info.get("sessions", []))  # 0 = the first run's facts (`info` itself)
     groups: dict[str, dict] = dict(saved.get("groups", {}))
     kept = sorted(groups)
     torch.manual_seed(cfg.seed)
@@ -69,7 +76,8 @@ def run_bench(quick: bool = False, backbones: list[str] | None = None, log: Log 
         else:
             log(f"[bench] {name}")
             g0 = time.perf_counter()
-            groups[name] = {"cases": [c.to_dict() for c in make()], "seconds": round(time.perf_counter() - g0, 1)}
+            groups[name] = {"cases": [c.to_dict() for c in make()], "seconds": round(time.perf_counter() - g0, 1),
+                            "session": session}
             for c in groups[name]["cases"]:
                 log(f"  {c['name']}: ours {c['ours']} {c['unit']}, peer {c['peer']}, floor {c['floor']}, "
                     f"met {c['meets_goal']}")
