@@ -131,7 +131,7 @@ def _pt_table_arguments(sp: argparse.ArgumentParser) -> None:
 
 @command("pt-table", "write the README's prompt-tuning table from stored runs", _pt_table_arguments)
 def cmd_pt_table(args: argparse.Namespace) -> Any:
-    from devtools.pt_table import pt_rows, render, rows_from_results, update_readme
+    from devtools.pt_table import command_line, pt_rows, render, rows_from_results, update_readme
 
     from ..training import TrainConfig
 
@@ -160,5 +160,7 @@ def cmd_pt_table(args: argparse.Namespace) -> Any:
     rows = {b: saved if b == "minilm" and saved is not None else
             pt_rows(b, configs[b], train_missing=args.train, log=log, tasks=args.tasks if b != "minilm" else None)
             for b in args.backbones}
-    update_readme(render(rows, cfg, configs, source=args.from_results or ""))
+    command = command_line(args.backbones, args.tasks, args.steps, args.eval_every, args.test_limit,
+                           args.from_results or "", args.train)
+    update_readme(render(rows, cfg, configs, source=args.from_results or "", command=command))
     return rows
